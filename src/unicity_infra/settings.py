@@ -1,0 +1,377 @@
+"""Typed, validated settings: every user input is checked here, once.
+
+Validators raise :class:`SettingsError` naming the option, the value and what
+is accepted; nothing else in the tool re-validates. Upstream image references
+are pinned here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unicity_infra import __version__
+from unicity_infra.errors import SettingsError
+
+__all__ = [
+    "UPSTREAM_IMAGES",
+    "ExtraPort",
+    "PublishAddress",
+    "RunSettings",
+    "wrapper_image",
+    "parse_domain",
+    "parse_domain_list",
+    "parse_email",
+    "parse_port",
+    "parse_extra_ports",
+    "parse_container_name",
+    "parse_network_name",
+    "parse_image_ref",
+    "parse_readable_file",
+    "parse_publish",
+    "parse_bool",
+    "parse_acme_server",
+    "build_run_settings",
+]
+
+# Upstream image pins. Overridable per run; the offline build produces
+# equivalents of the first two from Debian packages and crates.io.
+UPSTREAM_IMAGES: dict[str, str] = {
+    "ssl-manager": "ghcr.io/unicitynetwork/ssl-manager:latest",
+    "relay": "ghcr.io/unicitynetwork/unicity-tokens-relay:sha-1e1b544",
+}
+
+SERVICES = ("relay",)
+
+# Ports the wrapper images listen on inside the container.
+CONTAINER_HTTP_PORT = 80
+CONTAINER_HTTPS_PORT = 443
+
+DEFAULT_HAPROXY_HOST = "haproxy"
+DEFAULT_HAPROXY_NET = "haproxy-net"
+DEFAULT_HAPROXY_API_PORT = 8404
+DEFAULT_CERT_RENEW_DAYS = 30
+
+# RFC 1123 host-name label: letters, digits and inner hyphens, at most 63 characters.
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Docker's own rule for container, network and volume names.
+_DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# repository[:tag][@digest], repository being lower-case path components with an optional registry host.
+_IMAGE_REF = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ExtraPort:
+    """An extra listener the edge opens and forwards to the container."""
+
+    listen: int
+    target: int
+    mode: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"listen": self.listen, "target": self.target, "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class PublishAddress:
+    """A host address a container port is published on, e.g. ``127.0.0.1:7443``."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything ``run SERVICE`` needs, validated."""
+
+    service: str
+    image: str
+    container_name: str
+    domain: str | None = None
+    domain_aliases: tuple[str, ...] = ()
+    ssl_email: str | None = None
+    ssl_staging: bool = False
+    ssl_test_mode: bool = False
+    ssl_required: bool = True
+    https_port: int = CONTAINER_HTTPS_PORT
+    extra_ports: tuple[ExtraPort, ...] = ()
+    haproxy_host: str | None = DEFAULT_HAPROXY_HOST
+    haproxy_net: str = DEFAULT_HAPROXY_NET
+    haproxy_api_key_file: Path | None = None
+    acme_server: str | None = None
+    acme_ca_bundle: Path | None = None
+    publish: PublishAddress | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.domain is not None
+
+    @property
+    def uses_haproxy(self) -> bool:
+        return self.haproxy_host is not None
+
+    @property
+    def front_port(self) -> int:
+        """Container port that serves the service to clients: 443 with TLS, else 80."""
+        return self.https_port if self.tls_enabled else CONTAINER_HTTP_PORT
+
+
+def wrapper_image(service: str) -> str:
+    """Return the local tag of the wrapper image for SERVICE, e.g. ``unicity-infra/relay:0.1.0``."""
+    return f"unicity-infra/{service}:{__version__}"
+
+
+def parse_domain(value: str, *, option: str = "--domain") -> str:
+    """Return VALUE lower-cased if it is a valid DNS host name with at least two labels.
+
+    >>> parse_domain("Relay.Example.org")
+    'relay.example.org'
+    """
+    domain = value.strip().lower().rstrip(".")
+    if "_" in domain:
+        raise SettingsError(option, value, "host names cannot contain '_'; use a hyphen")
+    if len(domain) > 253:
+        raise SettingsError(option, value, "a host name has at most 253 characters")
+    labels = domain.split(".")
+    if len(labels) < 2:
+        raise SettingsError(option, value, "expected a fully qualified host name such as relay.example.org")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise SettingsError(
+                option,
+                value,
+                f"label {label!r} is not a valid host-name label "
+                "(1-63 letters, digits or inner hyphens)",
+            )
+    if labels[-1].isdigit():
+        raise SettingsError(option, value, "expected a host name, not an IP address")
+    return domain
+
+
+def parse_domain_list(value: str, *, option: str = "--domain-aliases") -> tuple[str, ...]:
+    """Parse a comma-separated list of host names, dropping blanks and duplicates."""
+    seen: list[str] = []
+    for item in value.split(","):
+        if item.strip() and (domain := parse_domain(item, option=option)) not in seen:
+            seen.append(domain)
+    return tuple(seen)
+
+
+def parse_email(value: str, *, option: str = "--ssl-email") -> str:
+    """Return VALUE if it looks like an e-mail address with a dotted domain."""
+    email = value.strip()
+    if not _EMAIL.match(email) or "." not in email.rsplit("@", 1)[1]:
+        raise SettingsError(option, value, "expected an e-mail address such as ops@example.org")
+    return email
+
+
+def parse_port(value: str | int, *, option: str) -> int:
+    """Return VALUE as a TCP port number in 1-65535."""
+    try:
+        port = int(str(value).strip(), 10)
+    except ValueError:
+        raise SettingsError(option, value, "expected a port number from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(option, value, "expected a port number from 1 to 65535")
+    return port
+
+
+def parse_extra_ports(value: str, *, option: str = "--extra-ports") -> tuple[ExtraPort, ...]:
+    """Parse a JSON list of ``{"listen": int, "target": int, "mode": "http"|"tcp"}``.
+
+    >>> parse_extra_ports('[{"listen": 50001, "target": 50001, "mode": "tcp"}]')
+    (ExtraPort(listen=50001, target=50001, mode='tcp'),)
+    """
+    accepted = 'expected a JSON list such as [{"listen": 50001, "target": 50001, "mode": "tcp"}]'
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(option, value, f"not valid JSON ({exc.msg} at column {exc.colno}); {accepted}") from None
+    if not isinstance(items, list):
+        raise SettingsError(option, value, accepted)
+
+    ports: list[ExtraPort] = []
+    for index, item in enumerate(items):
+        where = f"item {index}"
+        if not isinstance(item, dict) or set(item) != {"listen", "target", "mode"}:
+            raise SettingsError(option, value, f"{where} must have exactly the keys listen, target, mode; {accepted}")
+        for key in ("listen", "target"):
+            number = item[key]
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+                raise SettingsError(option, value, f"{where}: {key} must be an integer from 1 to 65535")
+        if item["mode"] not in ("http", "tcp"):
+            raise SettingsError(option, value, f"{where}: mode must be \"http\" or \"tcp\"")
+        ports.append(ExtraPort(item["listen"], item["target"], item["mode"]))
+
+    listens = [port.listen for port in ports]
+    if len(set(listens)) != len(listens):
+        raise SettingsError(option, value, "each listen port may appear only once")
+    reserved = {80, 443, DEFAULT_HAPROXY_API_PORT} & set(listens)
+    if reserved:
+        raise SettingsError(option, value, f"listen port {min(reserved)} is used by the edge itself; pick another")
+    return tuple(ports)
+
+
+def _parse_docker_name(value: str, option: str, kind: str) -> str:
+    if not _DOCKER_NAME.match(value) or len(value) > 128:
+        raise SettingsError(
+            option, value, f"a {kind} name starts with a letter or digit and contains only letters, digits, '_', '.' and '-'"
+        )
+    return value
+
+
+def parse_container_name(value: str, *, option: str = "--container-name") -> str:
+    """Return VALUE if Docker accepts it as a container name."""
+    return _parse_docker_name(value, option, "container")
+
+
+def parse_network_name(value: str, *, option: str = "--haproxy-net") -> str:
+    """Return VALUE if Docker accepts it as a network name."""
+    return _parse_docker_name(value, option, "network")
+
+
+def parse_image_ref(value: str, *, option: str = "--image") -> str:
+    """Return VALUE if it is a valid image reference such as ``ghcr.io/org/name:tag``."""
+    if not _IMAGE_REF.match(value):
+        raise SettingsError(
+            option, value, "expected an image reference such as ghcr.io/org/name:tag (repository in lower case)"
+        )
+    return value
+
+
+def parse_readable_file(value: str, *, option: str) -> Path:
+    """Return VALUE as an absolute path to an existing, readable regular file."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise SettingsError(option, value, "no such file; give the path of an existing file")
+    if not path.is_file():
+        raise SettingsError(option, value, "not a regular file; give the path of a file")
+    if not os.access(path, os.R_OK):
+        raise SettingsError(option, value, "file is not readable by this user; fix its permissions")
+    return path.resolve()
+
+
+def parse_publish(value: str, *, option: str = "--publish") -> PublishAddress:
+    """Parse ``[HOST:]PORT``; HOST defaults to 127.0.0.1.
+
+    >>> parse_publish("7443")
+    PublishAddress(host='127.0.0.1', port=7443)
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    host = host.strip("[]")
+    if not host or not re.match(r"^[0-9a-fA-F.:]+$", host):
+        raise SettingsError(option, value, "expected [HOST:]PORT with HOST an IP address, e.g. 127.0.0.1:7443")
+    return PublishAddress(host, parse_port(port, option=option))
+
+
+def parse_bool(value: str | bool, *, option: str) -> bool:
+    """Parse true/false, yes/no, on/off or 1/0."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingsError(option, value, "expected true or false")
+
+
+def parse_acme_server(value: str, *, option: str = "--acme-server") -> str:
+    """Return VALUE if it is an https:// ACME directory URL."""
+    if not re.match(r"^https://[^\s/]+(/\S*)?$", value):
+        raise SettingsError(option, value, "expected an https:// ACME directory URL such as https://acme.example/dir")
+    return value
+
+
+def build_run_settings(
+    service: str,
+    *,
+    domain: str | None = None,
+    domain_aliases: str | None = None,
+    ssl_email: str | None = None,
+    ssl_staging: bool = False,
+    ssl_test_mode: bool = False,
+    ssl_required: str | bool = True,
+    no_ssl: bool = False,
+    ssl_https_port: str | int | None = None,
+    extra_ports: str | None = None,
+    haproxy_host: str | None = None,
+    haproxy_net: str | None = None,
+    haproxy_api_key_file: str | None = None,
+    no_haproxy: bool = False,
+    container_name: str | None = None,
+    image: str | None = None,
+    publish: str | None = None,
+    acme_server: str | None = None,
+    acme_ca_bundle: str | None = None,
+) -> RunSettings:
+    """Validate the options of ``run SERVICE`` and return them as RunSettings.
+
+    Raises SettingsError on the first invalid value or conflicting pair.
+    """
+    if service not in SERVICES:
+        raise SettingsError("SERVICE", service, f"expected one of: {', '.join(SERVICES)}")
+    if no_ssl and (ssl_test_mode or ssl_staging):
+        flag = "--ssl-test-mode" if ssl_test_mode else "--ssl-staging"
+        raise SettingsError("--no-ssl", True, f"it cannot be combined with {flag}; drop one of them")
+    if no_haproxy and haproxy_host:
+        raise SettingsError("--no-haproxy", True, "it cannot be combined with --haproxy-host; drop one of them")
+
+    parsed_domain = None if no_ssl or not domain else parse_domain(domain)
+    if parsed_domain is None and not no_ssl:
+        for flag, given in (("--ssl-test-mode", ssl_test_mode), ("--ssl-staging", ssl_staging),
+                            ("--ssl-email", ssl_email), ("--domain-aliases", domain_aliases)):
+            if given:
+                raise SettingsError(flag, given, "it needs --domain; add --domain or use --no-ssl")
+    if ssl_test_mode and acme_server:
+        raise SettingsError("--acme-server", acme_server, "test mode issues a self-signed certificate; drop one of them")
+
+    aliases = parse_domain_list(domain_aliases) if domain_aliases and parsed_domain else ()
+    aliases = tuple(alias for alias in aliases if alias != parsed_domain)
+
+    return RunSettings(
+        service=service,
+        image=parse_image_ref(image) if image else wrapper_image(service),
+        container_name=parse_container_name(container_name) if container_name else f"unicity-{service}",
+        domain=parsed_domain,
+        domain_aliases=aliases,
+        ssl_email=parse_email(ssl_email) if ssl_email else None,
+        ssl_staging=ssl_staging,
+        ssl_test_mode=ssl_test_mode,
+        ssl_required=parse_bool(ssl_required, option="--ssl-required"),
+        https_port=parse_port(ssl_https_port, option="--ssl-https-port") if ssl_https_port else CONTAINER_HTTPS_PORT,
+        extra_ports=parse_extra_ports(extra_ports) if extra_ports else (),
+        haproxy_host=None if no_haproxy else (parse_domain_or_host(haproxy_host) if haproxy_host else DEFAULT_HAPROXY_HOST),
+        haproxy_net=parse_network_name(haproxy_net) if haproxy_net else DEFAULT_HAPROXY_NET,
+        haproxy_api_key_file=(
+            parse_readable_file(haproxy_api_key_file, option="--haproxy-api-key-file") if haproxy_api_key_file else None
+        ),
+        acme_server=parse_acme_server(acme_server) if acme_server else None,
+        acme_ca_bundle=parse_readable_file(acme_ca_bundle, option="--acme-ca-bundle") if acme_ca_bundle else None,
+        publish=parse_publish(publish) if publish else None,
+    )
+
+
+def parse_domain_or_host(value: str, *, option: str = "--haproxy-host") -> str:
+    """Accept a single-label Docker host name (``haproxy``), a FQDN or an IPv4 address."""
+    text = value.strip().lower()
+    if re.match(r"^\d{1,3}(\.\d{1,3}){3}$", text) and all(int(part) < 256 for part in text.split(".")):
+        return text
+    if all(_LABEL.match(label) for label in text.split(".")):
+        return text
+    raise SettingsError(option, value, "expected a host name such as haproxy or an IPv4 address")
