@@ -42,7 +42,11 @@ class SettingsError(InfraError):
         self.option = option
         self.value = value
         self.accepted = accepted
-        super().__init__(f"invalid value for {option}: {value!r}; {accepted}")
+        if isinstance(value, bool):
+            # A flag has no value to show; the problem is how it was combined.
+            super().__init__(f"invalid use of {option}: {accepted}")
+        else:
+            super().__init__(f"invalid value for {option}: {value!r}; {accepted}")
 
 
 class DockerError(InfraError):

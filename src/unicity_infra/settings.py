@@ -28,12 +28,15 @@ __all__ = [
     "parse_port",
     "parse_extra_ports",
     "parse_container_name",
+    "parse_docker_name",
     "parse_network_name",
     "parse_image_ref",
     "parse_readable_file",
     "parse_publish",
     "parse_bool",
     "parse_acme_server",
+    "parse_relay_url",
+    "parse_domain_or_host",
     "build_run_settings",
 ]
 
@@ -225,7 +228,8 @@ def parse_extra_ports(value: str, *, option: str = "--extra-ports") -> tuple[Ext
     return tuple(ports)
 
 
-def _parse_docker_name(value: str, option: str, kind: str) -> str:
+def parse_docker_name(value: str, *, option: str, kind: str) -> str:
+    """Return VALUE if Docker accepts it as the name of a KIND (container, network, volume, stack)."""
     if not _DOCKER_NAME.match(value) or len(value) > 128:
         raise SettingsError(
             option, value, f"a {kind} name starts with a letter or digit and contains only letters, digits, '_', '.' and '-'"
@@ -235,12 +239,12 @@ def _parse_docker_name(value: str, option: str, kind: str) -> str:
 
 def parse_container_name(value: str, *, option: str = "--container-name") -> str:
     """Return VALUE if Docker accepts it as a container name."""
-    return _parse_docker_name(value, option, "container")
+    return parse_docker_name(value, option=option, kind="container")
 
 
 def parse_network_name(value: str, *, option: str = "--haproxy-net") -> str:
     """Return VALUE if Docker accepts it as a network name."""
-    return _parse_docker_name(value, option, "network")
+    return parse_docker_name(value, option=option, kind="network")
 
 
 def parse_image_ref(value: str, *, option: str = "--image") -> str:
@@ -337,7 +341,8 @@ def build_run_settings(
         for flag, given in (("--ssl-test-mode", ssl_test_mode), ("--ssl-staging", ssl_staging),
                             ("--ssl-email", ssl_email), ("--domain-aliases", domain_aliases)):
             if given:
-                raise SettingsError(flag, given, "it needs --domain; add --domain or use --no-ssl")
+                raise SettingsError(flag, given if isinstance(given, str) else True,
+                                    "it needs --domain; add --domain or use --no-ssl")
     if ssl_test_mode and acme_server:
         raise SettingsError("--acme-server", acme_server, "test mode issues a self-signed certificate; drop one of them")
 
@@ -365,6 +370,13 @@ def build_run_settings(
         acme_ca_bundle=parse_readable_file(acme_ca_bundle, option="--acme-ca-bundle") if acme_ca_bundle else None,
         publish=parse_publish(publish) if publish else None,
     )
+
+
+def parse_relay_url(value: str, *, option: str = "--relay-url") -> str:
+    """Return VALUE if it is a ws:// or wss:// URL with a host."""
+    if not re.match(r"^wss?://[^\s/:]+(:[0-9]{1,5})?(/\S*)?$", value):
+        raise SettingsError(option, value, "expected a ws:// or wss:// URL such as wss://relay.example.org")
+    return value
 
 
 def parse_domain_or_host(value: str, *, option: str = "--haproxy-host") -> str:

@@ -1,0 +1,153 @@
+"""Settings validation: every bad input stops with exit 2, names the option and value, creates nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from unicity_infra import cli as cli_module
+from unicity_infra.errors import SettingsError
+from unicity_infra.settings import (
+    ExtraPort,
+    PublishAddress,
+    build_run_settings,
+    parse_domain,
+    parse_domain_list,
+    parse_extra_ports,
+    parse_publish,
+)
+
+BAD_RUN_INPUTS = [
+    (["--domain", "relay_1.example.org"], "--domain", "cannot contain '_'"),
+    (["--domain", "localhost"], "--domain", "fully qualified"),
+    (["--domain", "-relay.example.org"], "--domain", "not a valid host-name label"),
+    (["--domain", "relay..example.org"], "--domain", "not a valid host-name label"),
+    (["--domain", "a" * 64 + ".example.org"], "--domain", "1-63"),
+    (["--domain", "10.0.0.1"], "--domain", "not an IP address"),
+    (["--domain", "relay.example.org", "--ssl-email", "ops"], "--ssl-email", "e-mail address"),
+    (["--domain", "relay.example.org", "--ssl-email", "ops@localhost"], "--ssl-email", "e-mail address"),
+    (["--ssl-https-port", "0"], "--ssl-https-port", "1 to 65535"),
+    (["--ssl-https-port", "65536"], "--ssl-https-port", "1 to 65535"),
+    (["--ssl-https-port", "https"], "--ssl-https-port", "1 to 65535"),
+    (["--extra-ports", "[{"], "--extra-ports", "not valid JSON"),
+    (["--extra-ports", '{"listen": 1}'], "--extra-ports", "JSON list"),
+    (["--extra-ports", '[{"listen": 5000, "target": 5000}]'], "--extra-ports", "exactly the keys"),
+    (["--extra-ports", '[{"listen": 5000, "target": 5000, "mode": "udp"}]'], "--extra-ports", 'mode must be "http" or "tcp"'),
+    (["--extra-ports", '[{"listen": 70000, "target": 5000, "mode": "tcp"}]'], "--extra-ports", "listen must be an integer"),
+    (["--extra-ports", '[{"listen": "5000", "target": 5000, "mode": "tcp"}]'], "--extra-ports", "listen must be an integer"),
+    (["--extra-ports", '[{"listen": 443, "target": 5000, "mode": "tcp"}]'], "--extra-ports", "used by the edge"),
+    (["--extra-ports", '[{"listen": 5000, "target": 1, "mode": "tcp"}, {"listen": 5000, "target": 2, "mode": "tcp"}]'],
+     "--extra-ports", "only once"),
+    (["--container-name", "my relay"], "--container-name", "container name"),
+    (["--container-name", "-relay"], "--container-name", "container name"),
+    (["--image", "Unicity/Relay:1"], "--image", "image reference"),
+    (["--image", "relay:bad tag"], "--image", "image reference"),
+    (["--haproxy-net", "net/work"], "--haproxy-net", "network name"),
+    (["--haproxy-host", "edge_1"], "--haproxy-host", "host name"),
+    (["--publish", "localhost:7777"], "--publish", "IP address"),
+    (["--publish", "127.0.0.1:99999"], "--publish", "1 to 65535"),
+    (["--ssl-required", "maybe"], "--ssl-required", "true or false"),
+    (["--ssl-test-mode"], "--ssl-test-mode", "needs --domain"),
+    (["--ssl-email", "ops@example.org"], "--ssl-email", "needs --domain"),
+    (["--no-ssl", "--ssl-staging"], "--no-ssl", "cannot be combined with --ssl-staging"),
+    (["--no-haproxy", "--haproxy-host", "edge"], "--no-haproxy", "cannot be combined"),
+    (["--haproxy-api-key-file", "/nonexistent/key"], "--haproxy-api-key-file", "no such file"),
+    (["--acme-ca-bundle", "/"], "--acme-ca-bundle", "not a regular file"),
+    (["--domain", "r.example.org", "--acme-server", "http://pebble:14000/dir"], "--acme-server", "https://"),
+    (["--domain", "r.example.org", "--ssl-test-mode", "--acme-server", "https://ca.example/dir"],
+     "--acme-server", "self-signed"),
+]
+
+
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    def engine_must_not_be_used(self):  # noqa: ANN001, ANN202
+        raise AssertionError("the Docker Engine was contacted although the settings were invalid")
+
+    monkeypatch.setattr(cli_module.Context, "engine", engine_must_not_be_used)
+
+
+@pytest.mark.parametrize(("arguments", "option", "fragment"), BAD_RUN_INPUTS)
+def test_run_bad_input_exits_2_naming_option(
+    no_engine: None, capsys: pytest.CaptureFixture[str], arguments: list[str], option: str, fragment: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["run", "relay", *arguments])
+
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2, error
+    assert error.startswith("error: invalid ")
+    assert f" {option}" in error
+    assert fragment in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def test_settings_error_keeps_facts() -> None:
+    with pytest.raises(SettingsError) as error_info:
+        build_run_settings("relay", ssl_https_port="99999")
+
+    assert error_info.value.option == "--ssl-https-port"
+    assert error_info.value.value == "99999"
+
+
+def test_bad_input_table_has_at_least_20_cases() -> None:
+    assert len(BAD_RUN_INPUTS) >= 20
+
+
+def test_main_prints_one_line_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["run", "relay", "--domain", "relay_1.example.org"])
+
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "error: invalid value for --domain: 'relay_1.example.org'; host names cannot contain '_'; use a hyphen"
+
+
+def test_parse_domain_lowercases_and_strips_dot() -> None:
+    assert parse_domain("Relay.Example.ORG.") == "relay.example.org"
+
+
+def test_parse_domain_list_drops_duplicates_and_blanks() -> None:
+    assert parse_domain_list("a.example.org, ,A.example.org,b.example.org") == ("a.example.org", "b.example.org")
+
+
+def test_parse_extra_ports_valid() -> None:
+    ports = parse_extra_ports('[{"listen": 50001, "target": 50002, "mode": "tcp"}, {"listen": 50003, "target": 3, "mode": "http"}]')
+    assert ports == (ExtraPort(50001, 50002, "tcp"), ExtraPort(50003, 3, "http"))
+
+
+def test_parse_publish_defaults_to_loopback() -> None:
+    assert parse_publish("7443") == PublishAddress("127.0.0.1", 7443)
+
+
+def test_parse_publish_ipv6() -> None:
+    assert parse_publish("[::1]:7443") == PublishAddress("::1", 7443)
+
+
+def test_build_run_settings_defaults() -> None:
+    settings = build_run_settings("relay")
+
+    assert settings.image == "unicity-infra/relay:0.1.0"
+    assert settings.container_name == "unicity-relay"
+    assert settings.haproxy_host == "haproxy"
+    assert settings.haproxy_net == "haproxy-net"
+    assert not settings.tls_enabled
+    assert settings.front_port == 80
+
+
+def test_build_run_settings_no_ssl_clears_domain() -> None:
+    settings = build_run_settings("relay", domain="relay.example.org", no_ssl=True)
+
+    assert settings.domain is None
+
+
+def test_build_run_settings_drops_alias_equal_to_domain() -> None:
+    settings = build_run_settings("relay", domain="relay.example.org",
+                                  domain_aliases="relay.example.org,nostr.example.org")
+
+    assert settings.domain_aliases == ("nostr.example.org",)
+
+
+def test_build_run_settings_tls_front_port() -> None:
+    settings = build_run_settings("relay", domain="relay.example.org", ssl_https_port="8443")
+
+    assert settings.front_port == 8443
