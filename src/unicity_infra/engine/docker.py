@@ -1,0 +1,380 @@
+"""Apply container specs to the Docker Engine; the only module that drives containers.
+
+It ensures networks and volumes, replaces only containers that carry our label,
+creates each container on its primary network, connects the others before start,
+waits for readiness, and finds exactly our resources again by label.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from unicity_infra.errors import ContainerFailedError, DockerError, ImageNotFoundError, NotOursError
+from unicity_infra.progress import SILENT, Progress
+from unicity_infra.stack.spec import (
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    LABEL_SERVICE,
+    LABEL_STACK,
+    Condition,
+    ContainerSpec,
+    NetworkSpec,
+    VolumeSpec,
+)
+
+__all__ = ["ContainerInfo", "DockerEngine", "LOG_TAIL_LINES"]
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 20
+_NANOSECONDS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What ``status`` shows about one of our containers."""
+
+    name: str
+    service: str
+    stack: str
+    image: str
+    state: str
+    health: str | None
+    labels: dict[str, str]
+    exit_code: int | None
+
+
+def _managed(labels: dict[str, str] | None) -> bool:
+    return bool(labels) and labels.get(LABEL_MANAGED) == "true"
+
+
+class DockerEngine:
+    """A thin adapter over the docker SDK that raises only our own errors."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        try:
+            self.client = client or docker.from_env(version="auto")
+            self.client.ping()
+        except DockerException as exc:
+            raise DockerError(
+                f"cannot reach the Docker Engine ({exc}); start the daemon or set DOCKER_HOST"
+            ) from exc
+        self.api = self.client.api
+
+    # Networks and volumes -------------------------------------------------
+
+    def ensure_network(self, spec: NetworkSpec, *, progress: Progress = SILENT) -> None:
+        """Create the network unless one of that name exists; a second call is a no-op."""
+        try:
+            self.client.networks.get(spec.name)
+            return
+        except NotFound:
+            pass
+        progress.action(f"docker network create {spec.name}")
+        labels = {LABEL_MANAGED: "true", **spec.labels}
+        try:
+            self.client.networks.create(spec.name, driver="bridge", labels=labels)
+        except APIError as exc:
+            raise DockerError(f"creating network {spec.name!r} failed: {exc.explanation}") from exc
+
+    def ensure_volume(self, spec: VolumeSpec, *, progress: Progress = SILENT) -> None:
+        """Create the volume unless it exists; refuse one of the same name that is not ours."""
+        try:
+            volume = self.client.volumes.get(spec.name)
+        except NotFound:
+            progress.action(f"docker volume create {spec.name}")
+            self.client.volumes.create(spec.name, labels={LABEL_MANAGED: "true", **spec.labels})
+            return
+        if not _managed(volume.attrs.get("Labels")):
+            raise NotOursError("volume", spec.name)
+
+    def volume_exists(self, name: str) -> bool:
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            return False
+        return True
+
+    # Containers -------------------------------------------------------------
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            return False
+        return True
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        try:
+            return self.client.images.get(image).labels or {}
+        except ImageNotFound:
+            return {}
+
+    def remove_container(self, name: str, *, progress: Progress = SILENT) -> bool:
+        """Stop and remove container NAME if it is ours; return whether one was removed.
+
+        Raises NotOursError when a container of that name lacks our label.
+        """
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return False
+        if not _managed(container.labels):
+            raise NotOursError("container", name)
+
+        progress.action(f"docker rm --force {name}")
+        try:
+            if container.status == "running":
+                container.stop(timeout=int(container.labels.get("org.unicity.infra.stop-timeout", "10")))
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise DockerError(f"removing container {name!r} failed: {exc.explanation}") from exc
+        return True
+
+    def create_and_start(self, spec: ContainerSpec, *, progress: Progress = SILENT) -> None:
+        """Create SPEC on its primary network, connect the other networks, then start it.
+
+        Connecting while the container is still stopped means every network's
+        routes exist before the entrypoint runs; connecting after start races it.
+        """
+        if not self.image_exists(spec.image):
+            raise ImageNotFoundError(
+                spec.image,
+                "build it with 'unicity-infra images build' (add --offline when no registry is reachable)",
+            )
+        self.remove_container(spec.name, progress=progress)
+
+        progress.action(f"docker create --name {spec.name} --network {spec.primary_network} {spec.image}")
+        try:
+            created = self.api.create_container(**self._create_args(spec))
+            for network in spec.networks[1:]:
+                progress.action(f"docker network connect {network} {spec.name}")
+                self.api.connect_container_to_network(
+                    created["Id"], network, aliases=list(spec.network_aliases.get(network, ()))
+                )
+            progress.action(f"docker start {spec.name}")
+            self.api.start(created["Id"])
+        except APIError as exc:
+            raise DockerError(f"starting container {spec.name!r} failed: {exc.explanation}") from exc
+        logger.info("started container name=%s image=%s", spec.name, spec.image)
+
+    def _create_args(self, spec: ContainerSpec) -> dict[str, object]:
+        binds = [f"{mount.volume}:{mount.target}:{'ro' if mount.read_only else 'rw'}" for mount in spec.volumes]
+        binds += [f"{secret.source}:{secret.target}:ro" for secret in spec.secret_files]
+        port_bindings = {
+            f"{port.container_port}/{port.protocol}": (port.host_ip, port.host_port) for port in spec.ports
+        }
+        host_config = self.api.create_host_config(
+            binds=binds,
+            port_bindings=port_bindings or None,
+            restart_policy={"Name": spec.restart_policy} if spec.restart_policy != "no" else None,
+            network_mode=spec.primary_network,
+        )
+        networking_config = None
+        if spec.primary_network:
+            aliases = list(spec.network_aliases.get(spec.primary_network, ()))
+            networking_config = self.api.create_networking_config(
+                {spec.primary_network: self.api.create_endpoint_config(aliases=aliases or None)}
+            )
+        healthcheck = None
+        if spec.health:
+            healthcheck = {
+                "test": ["CMD", *spec.health.test],
+                "interval": int(spec.health.interval_s * _NANOSECONDS),
+                "timeout": int(spec.health.timeout_s * _NANOSECONDS),
+                "retries": spec.health.retries,
+                "start_period": int(spec.health.start_period_s * _NANOSECONDS),
+            }
+        return {
+            "image": spec.image,
+            "command": list(spec.command) if spec.command else None,
+            "name": spec.name,
+            "hostname": spec.hostname,
+            "environment": spec.env,
+            "labels": {**spec.labels, "org.unicity.infra.stop-timeout": str(spec.stop_timeout_s)},
+            "ports": [(port.container_port, port.protocol) for port in spec.ports] or None,
+            "host_config": host_config,
+            "networking_config": networking_config,
+            "healthcheck": healthcheck,
+            "stop_timeout": spec.stop_timeout_s,
+            "detach": True,
+        }
+
+    def wait_for(
+        self,
+        name: str,
+        condition: Condition,
+        *,
+        timeout_s: float = 120.0,
+        progress: Progress = SILENT,
+    ) -> None:
+        """Wait until container NAME meets CONDITION.
+
+        Raises ContainerFailedError, carrying the last log lines, when the container
+        exits (unless completion was awaited), restarts, turns unhealthy or times out.
+        """
+        started = time.monotonic()
+        restarts_at_start = self._inspect(name)["RestartCount"]
+        while True:
+            elapsed = time.monotonic() - started
+            attrs = self._inspect(name)
+            state = attrs["State"]
+            health = (state.get("Health") or {}).get("Status")
+
+            if condition is Condition.COMPLETED and state["Status"] == "exited":
+                if state["ExitCode"] == 0:
+                    return
+                self._fail(name, f"exited with status {state['ExitCode']}", state["ExitCode"])
+            if state["Status"] in ("exited", "dead") or attrs["RestartCount"] > restarts_at_start:
+                self._fail(name, f"exited with status {state['ExitCode']} before it became ready", state["ExitCode"])
+            if condition is Condition.STARTED and state["Status"] == "running":
+                return
+            if condition is Condition.HEALTHY and health == "healthy":
+                return
+            if condition is Condition.HEALTHY and health is None and state["Status"] == "running":
+                # An image without a healthcheck can only be awaited as started.
+                logger.warning("container has no healthcheck; treating running as ready name=%s", name)
+                return
+            if health == "unhealthy":
+                self._fail(name, "turned unhealthy before it became ready", None)
+            if elapsed > timeout_s:
+                self._fail(name, f"did not become {condition.name.lower()} within {timeout_s:.0f} s", None)
+
+            progress.wait(f"{name}: {health or state['Status']}", elapsed, timeout_s)
+            time.sleep(0.5)
+
+    def _inspect(self, name: str) -> dict:
+        try:
+            return self.api.inspect_container(name)
+        except NotFound:
+            raise ContainerFailedError(name, "disappeared while awaited (removed by someone else?)") from None
+
+    def _fail(self, name: str, reason: str, exit_status: int | None) -> None:
+        raise ContainerFailedError(name, reason, exit_status=exit_status, log_tail=self.log_tail(name))
+
+    def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> list[str]:
+        """Return the last LINES lines of the container's stdout and stderr."""
+        try:
+            raw = self.api.logs(name, tail=lines, stdout=True, stderr=True)
+        except (NotFound, APIError):
+            return []
+        return raw.decode("utf-8", "replace").splitlines()
+
+    def stream_logs(self, name: str, *, tail: int | str = "all", follow: bool = False) -> Iterator[str]:
+        try:
+            for chunk in self.api.logs(name, stream=True, follow=follow, tail=tail, stdout=True, stderr=True):
+                yield chunk.decode("utf-8", "replace")
+        except NotFound:
+            raise DockerError(f"no container named {name!r}; run 'unicity-infra status' to list ours") from None
+
+    def read_file(self, name: str, path: str) -> bytes:
+        """Return the content of the regular file PATH inside container NAME (following symlinks)."""
+        try:
+            stream, _ = self.api.get_archive(name, path)
+        except NotFound:
+            raise DockerError(f"file {path} not found in container {name!r}") from None
+        archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+        member = archive.getmembers()[0]
+        extracted = archive.extractfile(member)
+        if extracted is None:
+            raise DockerError(f"{path} in container {name!r} is not a regular file")
+        return extracted.read()
+
+    def exec_output(self, name: str, command: list[str]) -> tuple[int, str]:
+        """Run COMMAND in container NAME and return its exit code and combined output."""
+        try:
+            result = self.client.containers.get(name).exec_run(command)
+        except (NotFound, APIError) as exc:
+            raise DockerError(f"running {command[0]} in container {name!r} failed: {exc}") from exc
+        return result.exit_code, result.output.decode("utf-8", "replace")
+
+    # Discovery and teardown ---------------------------------------------------
+
+    def list_containers(self, *, stack: str | None = None, service: str | None = None) -> list[ContainerInfo]:
+        """List our containers, optionally only those of STACK or SERVICE."""
+        filters = [f"{LABEL_MANAGED}=true"]
+        if stack:
+            filters.append(f"{LABEL_STACK}={stack}")
+        if service:
+            filters.append(f"{LABEL_SERVICE}={service}")
+        found = []
+        for container in self.client.containers.list(all=True, filters={"label": filters}):
+            state = container.attrs["State"]
+            found.append(
+                ContainerInfo(
+                    name=container.name,
+                    service=container.labels.get(LABEL_SERVICE, "?"),
+                    stack=container.labels.get(LABEL_STACK, "?"),
+                    image=container.attrs["Config"]["Image"],
+                    state=state["Status"],
+                    health=(state.get("Health") or {}).get("Status"),
+                    labels=container.labels,
+                    exit_code=state.get("ExitCode"),
+                )
+            )
+        return sorted(found, key=lambda info: info.name)
+
+    def list_volumes(self, *, stack: str | None = None, service: str | None = None,
+                     role: str | None = None) -> list[str]:
+        filters = [f"{LABEL_MANAGED}=true"]
+        for key, value in ((LABEL_STACK, stack), (LABEL_SERVICE, service), (LABEL_ROLE, role)):
+            if value:
+                filters.append(f"{key}={value}")
+        return sorted(volume.name for volume in self.client.volumes.list(filters={"label": filters}))
+
+    def remove_volume(self, name: str, *, progress: Progress = SILENT) -> None:
+        progress.action(f"docker volume rm {name}")
+        try:
+            self.client.volumes.get(name).remove()
+        except NotFound:
+            return
+        except APIError as exc:
+            raise DockerError(
+                f"removing volume {name!r} failed: {exc.explanation}; a container still uses it"
+            ) from exc
+
+    def list_networks(self, *, stack: str | None = None) -> list[str]:
+        filters = [f"{LABEL_MANAGED}=true"]
+        if stack:
+            filters.append(f"{LABEL_STACK}={stack}")
+        return sorted(network.name for network in self.client.networks.list(filters={"label": filters}))
+
+    def remove_network(self, name: str, *, progress: Progress = SILENT) -> None:
+        """Remove network NAME unless containers other than ours still use it."""
+        try:
+            network = self.client.networks.get(name)
+            network.reload()
+        except NotFound:
+            return
+        if network.attrs.get("Containers"):
+            logger.info("keeping network still in use name=%s", name)
+            return
+        progress.action(f"docker network rm {name}")
+        try:
+            network.remove()
+        except APIError as exc:
+            logger.warning("could not remove network name=%s error=%s", name, exc.explanation)
+
+    def network_has_alias(self, network: str, alias: str) -> bool:
+        """Return whether a running container on NETWORK answers to ALIAS (name or network alias)."""
+        try:
+            attached = self.client.networks.get(network).attrs.get("Containers") or {}
+        except NotFound:
+            return False
+        for container_id in attached:
+            attrs = self.api.inspect_container(container_id)
+            endpoint = attrs["NetworkSettings"]["Networks"].get(network) or {}
+            names = {attrs["Name"].lstrip("/"), attrs["Config"]["Hostname"], *(endpoint.get("Aliases") or [])}
+            if alias in names and attrs["State"]["Status"] == "running":
+                return True
+        return False
