@@ -1,0 +1,363 @@
+"""Command-line surface: parse options, call the library, render the results.
+
+Exit codes: 0 success, 1 an operation or check failed, 2 invalid usage or
+settings, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from unicity_infra import __version__
+from unicity_infra.errors import EXIT_USAGE, InfraError, ProbeFailedError, SettingsError
+from unicity_infra.progress import SILENT, Progress
+from unicity_infra.settings import (
+    DEFAULT_HAPROXY_HOST,
+    DEFAULT_HAPROXY_NET,
+    SERVICES,
+    build_run_settings,
+    parse_docker_name,
+    parse_publish,
+)
+from unicity_infra.stack.plan import default_container_name
+from unicity_infra.stack.spec import DEFAULT_STACK
+from unicity_infra.terminal import TerminalProgress, is_interactive, make_console
+
+__all__ = ["main", "cli"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_CODES_HELP = "Exit codes: 0 success, 1 an operation or check failed, 2 invalid usage or settings, 130 interrupted."
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, *, debug: bool, stack: str) -> None:
+        self.debug = debug
+        self.stack = stack
+        self.out = make_console(stderr=False)
+        self.err = make_console(stderr=True)
+
+    def progress(self, *, json_output: bool) -> Progress:
+        return SILENT if json_output else TerminalProgress(self.err)
+
+    def engine(self):  # noqa: ANN201 - imported lazily so --help works without the docker SDK reaching a daemon
+        from unicity_infra.engine.docker import DockerEngine
+
+        return DockerEngine()
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="unicity-infra")
+@click.option("--debug", is_flag=True, help="Show debug logs and full tracebacks.")
+@click.option(
+    "--stack",
+    default=DEFAULT_STACK,
+    show_default=True,
+    envvar="UNICITY_INFRA_STACK",
+    help="Name of the stack; containers, networks and volumes of different stacks never mix.",
+)
+@click.pass_context
+def cli(click_context: click.Context, debug: bool, stack: str) -> None:
+    """Build, run and check the Unicity development stack: Nostr relay, faucet and aggregator
+    as TLS-wrapped Docker containers that register with an HAProxy edge.
+
+    \b
+    First steps:
+      unicity-infra images build --offline        build images without a registry
+      unicity-infra run relay --no-haproxy --ssl-test-mode \\
+          --domain relay.localhost --publish 127.0.0.1:7443
+      unicity-infra status
+      unicity-infra down
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    parse_docker_name(stack, option="--stack", kind="stack")
+    click_context.obj = Context(debug=debug, stack=stack)
+
+
+# run ----------------------------------------------------------------------------
+
+
+def _run_options(function):  # noqa: ANN001, ANN201 - click decorator plumbing
+    options = [
+        click.option("--domain", help="Public host name of the service; enables TLS. Without it the service speaks plain HTTP."),
+        click.option("--domain-aliases", help="Comma-separated extra host names served with their own certificates."),
+        click.option("--ssl-email", help="Contact e-mail for the ACME account (Let's Encrypt expiry notices)."),
+        click.option("--ssl-staging", is_flag=True, help="Use Let's Encrypt's staging CA (untrusted certificates, high rate limits)."),
+        click.option("--ssl-test-mode", is_flag=True, help="Issue a self-signed certificate inside the container; no CA is contacted."),
+        click.option("--ssl-required", default="true", show_default=True, metavar="BOOL",
+                     help="Whether failing to obtain a certificate stops the container; false serves plain HTTP with a warning."),
+        click.option("--no-ssl", is_flag=True, help="Serve plain HTTP even when --domain is set."),
+        click.option("--ssl-https-port", metavar="PORT", help="Container port of the TLS listener, registered as https_port.  [default: 443]"),
+        click.option("--extra-ports", metavar="JSON",
+                     help='Extra edge listeners as JSON, e.g. [{"listen": 50001, "target": 50001, "mode": "tcp"}].'),
+        click.option("--haproxy-host", help=f"Host name of the edge's registration API.  [default: {DEFAULT_HAPROXY_HOST}]"),
+        click.option("--haproxy-net", help=f"Docker network shared with the edge.  [default: {DEFAULT_HAPROXY_NET}]"),
+        click.option("--haproxy-api-key", envvar="UNICITY_HAPROXY_API_KEY",
+                     help="Bearer key of the registration API (prefer --haproxy-api-key-file or the UNICITY_HAPROXY_API_KEY variable; flags end up in shell history)."),
+        click.option("--haproxy-api-key-file",
+                     help="File holding the bearer key of the registration API."),
+        click.option("--no-haproxy", is_flag=True, help="Do not register with an edge (direct mode)."),
+        click.option("--acme-server", metavar="URL", help="ACME directory URL; default: what the edge advertises, else Let's Encrypt."),
+        click.option("--acme-ca-bundle", help="CA bundle that verifies the ACME server's own TLS."),
+        click.option("--container-name", help="Name of the container.  [default: unicity-SERVICE]"),
+        click.option("--image", help="Wrapper image to run.  [default: unicity-infra/SERVICE:VERSION]"),
+        click.option("--publish", metavar="[HOST:]PORT",
+                     help="Publish the service on this host address (443 inside with TLS, else 80); HOST defaults to 127.0.0.1."),
+        click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True,
+                     help="Seconds to wait for the container to become healthy."),
+        click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout; no progress output."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("service", type=click.Choice(SERVICES))
+@_run_options
+@pass_context
+def run(context: Context, service: str, haproxy_api_key: str | None, timeout_s: float,
+        json_output: bool, **options: object) -> None:
+    """Start one SERVICE container, wait until it is healthy, then probe it.
+
+    \b
+    Examples:
+      unicity-infra run relay --no-haproxy --ssl-test-mode --domain relay.localhost --publish 7443
+      unicity-infra run relay --domain relay.example.org --ssl-email ops@example.org
+    """
+    options["container_name"] = options["container_name"] or default_container_name(context.stack, service)
+    if haproxy_api_key and not options["haproxy_api_key_file"]:
+        options["haproxy_api_key_file"] = str(_store_secret(f"{options['container_name']}-haproxy-api-key", haproxy_api_key))
+    settings = build_run_settings(service, **options)  # type: ignore[arg-type]
+    progress = context.progress(json_output=json_output)
+
+    from unicity_infra.commands.run import run_service
+
+    try:
+        result = run_service(context.engine(), settings, stack=context.stack, timeout_s=timeout_s, progress=progress)
+    finally:
+        if isinstance(progress, TerminalProgress):
+            progress.close()
+
+    if json_output:
+        context.out.print_json(json.dumps(result.to_json()))
+    else:
+        context.err.print(result.render_text(colour=is_interactive(sys.stderr)))
+    if not result.ok:
+        raise SystemExit(1)
+
+
+def _store_secret(name: str, value: str) -> Path:
+    """Write VALUE to a file only this user can read and return its path."""
+    directory = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "unicity-infra" / "secrets"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / name
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value)
+    return path
+
+
+# status, down, logs --------------------------------------------------------------
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
+@pass_context
+def status(context: Context, json_output: bool) -> None:
+    """Show our containers: service, state, health, endpoint and certificate days left."""
+    from unicity_infra.commands.status import collect_status
+
+    rows = collect_status(context.engine(), stack=context.stack)
+    if json_output:
+        context.out.print_json(json.dumps({"stack": context.stack, "containers": rows}))
+        return
+    if not rows:
+        context.out.print(f"no containers of stack {context.stack!r}; start one with 'unicity-infra run relay'")
+        return
+    table = Table(title=f"stack {context.stack}", show_lines=False)
+    for column in ("service", "container", "state", "health", "endpoint", "cert days left"):
+        table.add_column(column)
+    for row in rows:
+        days = row["certificate_days_left"]
+        table.add_row(row["service"], row["container"], row["state"], row["health"] or "-",
+                      row["endpoint"] or "-", "-" if days is None else str(days))
+    context.out.print(table)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("services", nargs=-1, type=click.Choice(SERVICES))
+@click.option("--wipe", is_flag=True, help="Also remove the data volumes (relay events, identities). Certificates are kept.")
+@click.option("--wipe-certificates", is_flag=True,
+              help="Also remove the certificate volumes; the next start asks the CA again (mind Let's Encrypt rate limits).")
+@click.option("--json", "json_output", is_flag=True, help="Print what was removed as one JSON document.")
+@pass_context
+def down(context: Context, services: tuple[str, ...], wipe: bool, wipe_certificates: bool, json_output: bool) -> None:
+    """Stop and remove our containers (all services, or the SERVICES named).
+
+    Volumes are kept unless --wipe or --wipe-certificates is given. Running it
+    again when nothing is left is harmless.
+    """
+    from unicity_infra.commands.down import take_down
+
+    progress = context.progress(json_output=json_output)
+    removed = take_down(context.engine(), stack=context.stack, services=list(services),
+                        wipe=wipe, wipe_certificates=wipe_certificates, progress=progress)
+    if json_output:
+        context.out.print_json(json.dumps(removed))
+    elif not any(removed.values()):
+        context.err.print(f"nothing to remove in stack {context.stack!r}")
+    else:
+        for kind, names in removed.items():
+            for name in names:
+                context.err.print(f"removed {kind[:-1]} {name}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("service_or_container")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until interrupted.")
+@click.option("--tail", default="all", show_default=True, help="Number of lines from the end to show, or 'all'.")
+@pass_context
+def logs(context: Context, service_or_container: str, follow: bool, tail: str) -> None:
+    """Print the logs of a service (by name, e.g. relay) or of one of our containers."""
+    engine = context.engine()
+    containers = engine.list_containers(stack=context.stack, service=service_or_container)
+    name = containers[0].name if containers else service_or_container
+    if tail != "all" and not tail.isdigit():
+        raise SettingsError("--tail", tail, "expected a number of lines or 'all'")
+    for chunk in engine.stream_logs(name, tail=int(tail) if tail.isdigit() else "all", follow=follow):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+# probe -----------------------------------------------------------------------------
+
+
+@cli.group(epilog=EXIT_CODES_HELP)
+def probe() -> None:
+    """Check an endpoint the way a wallet would."""
+
+
+@probe.command("relay", epilog=EXIT_CODES_HELP)
+@click.argument("url")
+@click.option("--connect", metavar="HOST:PORT", help="Connect here instead of resolving the URL's host; SNI and Host stay the URL's.")
+@click.option("--ca-file", help="Trust this CA (or self-signed certificate) file.")
+@click.option("--insecure", is_flag=True, help="Skip chain verification; SAN and expiry are still reported.")
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True, help="Seconds allowed per check.")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
+@pass_context
+def probe_relay_command(context: Context, url: str, connect: str | None, ca_file: str | None,
+                        insecure: bool, timeout_s: float, json_output: bool) -> None:
+    """Check a Nostr relay at URL (ws:// or wss://): TLS, NIP-11 and a signed event round trip.
+
+    \b
+    Example:
+      unicity-infra probe relay wss://relay.localhost --connect 127.0.0.1:7443 --ca-file cert.pem
+    """
+    from unicity_infra.probes.relay import probe_relay
+    from unicity_infra.probes.report import render_json, render_text
+    from unicity_infra.settings import parse_readable_file, parse_relay_url
+
+    parse_relay_url(url, option="URL")
+    address = parse_publish(connect, option="--connect") if connect else None
+    ca_path = parse_readable_file(ca_file, option="--ca-file") if ca_file else None
+    report = probe_relay(url, connect=(address.host, address.port) if address else None,
+                         ca_file=ca_path, insecure=insecure, timeout_s=timeout_s)
+    if json_output:
+        context.out.print(render_json([report]), markup=False, highlight=False)
+    else:
+        context.out.print(render_text([report], colour=is_interactive(sys.stdout)))
+    if not report.ok:
+        raise ProbeFailedError("relay probe failed")
+
+
+# images -------------------------------------------------------------------------------
+
+
+@cli.group(epilog=EXIT_CODES_HELP)
+def images() -> None:
+    """Build the wrapper images (and, offline, their base and upstream stand-ins)."""
+
+
+@images.command("build", epilog=EXIT_CODES_HELP)
+@click.argument("services", nargs=-1, type=click.Choice(SERVICES))
+@click.option("--offline", is_flag=True,
+              help="Build the base from Debian packages and the upstream images from source (crates.io) instead of pulling.")
+@click.option("--json", "json_output", is_flag=True, help="Print the built tags as one JSON document; no progress output.")
+@pass_context
+def images_build(context: Context, services: tuple[str, ...], offline: bool, json_output: bool) -> None:
+    """Build the wrapper images of SERVICES (default: all).
+
+    Offline builds are cached outside the clone (UNICITY_INFRA_CACHE, default
+    ~/.cache/unicity-infra) and keyed by recipe, so a second build is quick.
+    """
+    from unicity_infra.engine.images import build_images
+
+    progress = context.progress(json_output=json_output)
+    try:
+        tags = build_images(list(services or SERVICES), offline=offline, progress=progress)
+    finally:
+        if isinstance(progress, TerminalProgress):
+            progress.close()
+    if json_output:
+        context.out.print_json(json.dumps({"images": tags}))
+    else:
+        for service, tag in tags.items():
+            context.err.print(f"built {service}: {tag}", markup=False)
+
+
+# entry point ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn our errors into a message on stderr and an exit code."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    err = make_console(stderr=True)
+    try:
+        cli.main(args=argv, prog_name="unicity-infra", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("interrupted", markup=False)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        raise SystemExit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code) from None
+    except InfraError as exc:
+        if debug:
+            logger.exception("command failed")
+        _print_error(err, str(exc))
+        raise SystemExit(exc.exit_code) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last-resort boundary of the CLI
+        if debug:
+            raise
+        _print_error(err, f"unexpected error: {exc.__class__.__name__}: {exc}; rerun with --debug for the traceback")
+        raise SystemExit(1) from None
+
+
+def _print_error(console, message: str) -> None:  # noqa: ANN001
+    if console.no_color:
+        console.print(f"error: {message}", markup=False)
+    else:
+        console.print("[red]error:[/red] ", end="")
+        console.print(message, markup=False)
+

@@ -1,0 +1,1 @@
+"""What each CLI command does, as functions that return data; ``cli.py`` renders it."""

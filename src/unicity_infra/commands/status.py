@@ -1,0 +1,54 @@
+"""``status``: our containers with state, health, endpoint and certificate days left."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from unicity_infra.engine.docker import DockerEngine
+from unicity_infra.errors import DockerError
+from unicity_infra.stack.spec import LABEL_ENDPOINT
+
+__all__ = ["collect_status", "read_supervisor_health"]
+
+logger = logging.getLogger(__name__)
+
+# The supervisor inside every wrapper image serves its state here (loopback only).
+_HEALTH_COMMAND = [
+    "python3",
+    "-c",
+    "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8081/_ssl/health',timeout=3).read().decode())",
+]
+
+
+def read_supervisor_health(engine: DockerEngine, container: str) -> dict | None:
+    """Return the supervisor's /_ssl/health document, or None when it cannot be read."""
+    try:
+        exit_code, output = engine.exec_output(container, _HEALTH_COMMAND)
+    except DockerError as exc:
+        logger.debug("health not readable container=%s error=%s", container, exc)
+        return None
+    if exit_code != 0:
+        return None
+    try:
+        return json.loads(output)
+    except json.JSONDecodeError:
+        return None
+
+
+def collect_status(engine: DockerEngine, *, stack: str) -> list[dict[str, object]]:
+    """Return one row per container of STACK, with stable keys for ``--json``."""
+    rows = []
+    for info in engine.list_containers(stack=stack):
+        health = read_supervisor_health(engine, info.name) if info.state == "running" else None
+        rows.append({
+            "service": info.service,
+            "container": info.name,
+            "state": info.state,
+            "health": info.health,
+            "endpoint": info.labels.get(LABEL_ENDPOINT),
+            "certificate_days_left": (health or {}).get("days_remaining"),
+            "restarts": ((health or {}).get("service") or {}).get("restarts"),
+            "image": info.image,
+        })
+    return rows
