@@ -198,6 +198,8 @@ class DockerEngine:
         return {
             "image": spec.image,
             "command": list(spec.command) if spec.command else None,
+            "entrypoint": list(spec.entrypoint) if spec.entrypoint else None,
+            "user": spec.user,
             "name": spec.name,
             "hostname": spec.hostname,
             "environment": spec.env,

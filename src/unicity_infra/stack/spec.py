@@ -115,6 +115,8 @@ class ContainerSpec:
     service: str
     image: str
     command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    user: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     secret_files: tuple[SecretFile, ...] = ()
     ports: tuple[PortBinding, ...] = ()
@@ -124,6 +126,7 @@ class ContainerSpec:
     health: HealthCheck | None = None
     depends_on: dict[str, Condition] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # "no" for one-shot containers that are awaited as completed.
     restart_policy: str = "unless-stopped"
     stop_timeout_s: int = 10
     hostname: str | None = None
