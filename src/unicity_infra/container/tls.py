@@ -1,0 +1,284 @@
+"""Certificate lifecycle inside the container: read, reuse or issue the certificate.
+
+Certificates live where certbot keeps them, ``<cert root>/live/<domain>/``
+``{fullchain.pem,privkey.pem}``, so a later certbot run finds the same layout.
+This slice issues self-signed certificates (``SSL_TEST_MODE``); ACME issuance
+through certbot is a named stub that raises AcmeUnavailableError.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from unicity_infra.container.config import SupervisorConfig
+from unicity_infra.container.errors import AcmeUnavailableError, CertificateError, ToolMissingError
+
+__all__ = [
+    "SELF_SIGNED_VALID_DAYS",
+    "CertificateState",
+    "certificate_paths",
+    "read_certificate_state",
+    "parse_x509_text",
+    "renewal_reason",
+    "render_openssl_request_config",
+    "issue_self_signed",
+    "issue_acme_certificate",
+    "ensure_certificate",
+]
+
+logger = logging.getLogger(__name__)
+
+SELF_SIGNED_VALID_DAYS = 90
+_OPENSSL_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class CertificateState:
+    """A certificate on disk and what the supervisor needs to know about it."""
+
+    domain: str
+    cert_file: Path
+    key_file: Path
+    not_after: datetime
+    days_remaining: int
+    names: tuple[str, ...] = ()
+    self_signed: bool = False
+
+    def days_remaining_at(self, now: datetime) -> int:
+        """Return the whole days left at NOW (negative once expired)."""
+        return math.floor((self.not_after - now).total_seconds() / 86400)
+
+
+def certificate_paths(cert_root: Path, domain: str) -> tuple[Path, Path]:
+    """Return the (fullchain.pem, privkey.pem) paths certbot uses for DOMAIN under CERT_ROOT.
+
+    >>> certificate_paths(Path("/etc/letsencrypt"), "relay.example.org")[0]
+    PosixPath('/etc/letsencrypt/live/relay.example.org/fullchain.pem')
+    """
+    live = cert_root / "live" / domain
+    return live / "fullchain.pem", live / "privkey.pem"
+
+
+def parse_x509_text(text: str) -> tuple[datetime, tuple[str, ...], bool]:
+    """Parse ``openssl x509 -noout -enddate -subject -issuer -ext subjectAltName`` output.
+
+    Returns (not_after in UTC, SAN DNS names, whether subject equals issuer).
+    Raises ValueError when the expiry line is missing or malformed.
+    """
+    not_after: datetime | None = None
+    subject = issuer = None
+    names: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("notAfter="):
+            # openssl prints e.g. "notAfter=Jun  2 10:11:12 2026 GMT"; collapse the day padding.
+            raw = " ".join(stripped.removeprefix("notAfter=").split())
+            not_after = datetime.strptime(raw, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=timezone.utc)
+        elif stripped.startswith("subject="):
+            subject = stripped.removeprefix("subject=").strip()
+        elif stripped.startswith("issuer="):
+            issuer = stripped.removeprefix("issuer=").strip()
+        elif stripped.startswith("DNS:"):
+            names.extend(item.strip().removeprefix("DNS:") for item in stripped.split(",") if "DNS:" in item)
+
+    if not_after is None:
+        raise ValueError(f"no notAfter line in openssl output: {text.strip()[:200]!r}")
+    return not_after, tuple(names), subject is not None and subject == issuer
+
+
+def read_certificate_state(
+    domain: str,
+    cert_root: Path,
+    *,
+    openssl: Path = Path("/usr/bin/openssl"),
+    now: datetime | None = None,
+) -> CertificateState | None:
+    """Read the certificate of DOMAIN under CERT_ROOT; None when either file is missing.
+
+    Raises CertificateError when the certificate exists but openssl cannot read it.
+    """
+    cert_file, key_file = certificate_paths(cert_root, domain)
+    if not cert_file.is_file() or not key_file.is_file():
+        return None
+
+    command = [
+        str(openssl), "x509", "-noout", "-in", str(cert_file),
+        "-enddate", "-subject", "-issuer", "-ext", "subjectAltName", "-nameopt", "RFC2253",
+    ]
+    result = _run_openssl(command, domain=domain)
+    if result.returncode != 0:
+        raise CertificateError(domain, f"openssl could not read {cert_file}: {result.stderr.strip()}")
+    try:
+        not_after, names, self_signed = parse_x509_text(result.stdout)
+    except ValueError as exc:
+        raise CertificateError(domain, f"unexpected openssl output for {cert_file}: {exc}") from None
+
+    current = now or datetime.now(timezone.utc)
+    state = CertificateState(
+        domain=domain,
+        cert_file=cert_file,
+        key_file=key_file,
+        not_after=not_after,
+        days_remaining=0,
+        names=names,
+        self_signed=self_signed,
+    )
+    return _with_days(state, current)
+
+
+def renewal_reason(
+    state: CertificateState | None,
+    *,
+    names: tuple[str, ...],
+    renew_days: int,
+    test_mode: bool,
+) -> str | None:
+    """Return why a new certificate is needed, or None when STATE can be reused.
+
+    >>> renewal_reason(None, names=("a.example.org",), renew_days=30, test_mode=True)
+    'no certificate yet'
+    """
+    if state is None:
+        return "no certificate yet"
+    if state.days_remaining <= renew_days:
+        return f"{state.days_remaining} days left, renewal threshold is {renew_days} days"
+    missing = [name for name in names if name not in state.names]
+    if missing:
+        return f"certificate does not name {', '.join(missing)}"
+    if state.self_signed and not test_mode:
+        return "certificate is self-signed but SSL_TEST_MODE is off"
+    return None
+
+
+def render_openssl_request_config(names: tuple[str, ...]) -> str:
+    """Render an openssl ``req`` configuration for a self-signed TLS server certificate.
+
+    The first name becomes the subject CN; all of them go into the subjectAltName,
+    because clients match host names against the SAN only (RFC 6125, section 6.4.4).
+    """
+    alt_names = ", ".join(f"DNS:{name}" for name in names)
+    return (
+        "[req]\n"
+        "prompt = no\n"
+        "distinguished_name = subject\n"
+        "x509_extensions = server_cert\n"
+        "\n"
+        "[subject]\n"
+        f"CN = {names[0]}\n"
+        "\n"
+        "[server_cert]\n"
+        f"subjectAltName = {alt_names}\n"
+        "basicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature, keyEncipherment\n"
+        "extendedKeyUsage = serverAuth\n"
+        "subjectKeyIdentifier = hash\n"
+    )
+
+
+def issue_self_signed(
+    names: tuple[str, ...],
+    cert_root: Path,
+    *,
+    openssl: Path = Path("/usr/bin/openssl"),
+    valid_days: int = SELF_SIGNED_VALID_DAYS,
+) -> CertificateState:
+    """Create a self-signed EC P-256 certificate for NAMES and install it for NAMES[0].
+
+    The key and certificate are written beside their final paths and then renamed
+    into place, so a reader never sees half a file. The key file gets mode 0600.
+    Raises CertificateError when openssl fails.
+    """
+    domain = names[0]
+    cert_file, key_file = certificate_paths(cert_root, domain)
+    cert_file.parent.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix=".issue-", dir=cert_file.parent) as scratch:
+        request_config = Path(scratch) / "request.cnf"
+        request_config.write_text(render_openssl_request_config(names))
+        new_key = Path(scratch) / "privkey.pem"
+        new_cert = Path(scratch) / "fullchain.pem"
+        command = [
+            str(openssl), "req", "-x509", "-new", "-nodes",
+            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-days", str(valid_days), "-config", str(request_config),
+            "-keyout", str(new_key), "-out", str(new_cert),
+        ]
+        logger.info("issuing self-signed certificate domain=%s names=%s days=%d", domain, ",".join(names), valid_days)
+        result = _run_openssl(command, domain=domain)
+        if result.returncode != 0:
+            raise CertificateError(domain, f"openssl req exited with status {result.returncode}: {result.stderr.strip()}")
+
+        os.chmod(new_key, 0o600)
+        os.replace(new_key, key_file)
+        os.replace(new_cert, cert_file)
+
+    state = read_certificate_state(domain, cert_root, openssl=openssl)
+    if state is None:  # pragma: no cover - the files were renamed into place just above
+        raise CertificateError(domain, f"{cert_file} is missing right after issuance")
+    return state
+
+
+def issue_acme_certificate(config: SupervisorConfig) -> CertificateState:
+    """Obtain a certificate from the ACME server through certbot's HTTP-01 webroot method.
+
+    Raises AcmeUnavailableError: this build does not include ACME issuance yet.
+    """
+    # TODO: run certbot certonly --webroot against ACME_SERVER; remove this stub when it does.
+    raise AcmeUnavailableError(config.domain or "")
+
+
+def ensure_certificate(config: SupervisorConfig) -> CertificateState:
+    """Return a usable certificate for the configured domain, reusing one that is still valid.
+
+    Raises CertificateError when SSL_DOMAIN is empty or no certificate can be read
+    or obtained.
+    """
+    if config.domain is None:
+        raise CertificateError("(none)", "SSL_DOMAIN is empty, so there is no domain to certify")
+
+    current = read_certificate_state(config.domain, config.cert_root, openssl=config.openssl_binary)
+    reason = renewal_reason(
+        current,
+        names=config.server_names,
+        renew_days=config.cert_renew_days,
+        test_mode=config.ssl_test_mode,
+    )
+    if reason is None and current is not None:
+        logger.info(
+            "reusing certificate domain=%s expires=%s days_remaining=%d",
+            config.domain, current.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), current.days_remaining,
+        )
+        return current
+
+    logger.info("new certificate needed domain=%s reason=%s", config.domain, reason)
+    if config.ssl_test_mode:
+        return issue_self_signed(config.server_names, config.cert_root, openssl=config.openssl_binary)
+    return issue_acme_certificate(config)
+
+
+def _with_days(state: CertificateState, now: datetime) -> CertificateState:
+    return CertificateState(
+        domain=state.domain,
+        cert_file=state.cert_file,
+        key_file=state.key_file,
+        not_after=state.not_after,
+        days_remaining=state.days_remaining_at(now),
+        names=state.names,
+        self_signed=state.self_signed,
+    )
+
+
+def _run_openssl(command: list[str], *, domain: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=_OPENSSL_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise ToolMissingError("openssl", command[0], "install the openssl package or set UNICITY_OPENSSL_BIN") from None
+    except subprocess.TimeoutExpired:
+        raise CertificateError(domain, f"openssl did not finish within {_OPENSSL_TIMEOUT_S:g} s") from None
