@@ -1,0 +1,669 @@
+"""Build the wrapper images and, without a registry, the base and upstream images they start FROM.
+
+Offline, the base comes from Debian packages (debootstrap, then ``docker
+import``) and the relay upstream from the nostr-rs-relay crate built on this
+host. Recipes and cache keys live in ``engine/recipes``; this module runs them
+and keeps the results in the cache directory and the Docker Engine.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import queue
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import docker
+import docker.errors
+
+import unicity_infra
+from unicity_infra import __version__
+from unicity_infra.engine.recipes import (
+    BaseRecipe,
+    CrateRecipe,
+    StandinRecipe,
+    WrapperRecipe,
+    cache_dir,
+    detect_debian_mirror,
+)
+from unicity_infra.errors import DockerError, ImageBuildError, ImageNotFoundError, SettingsError
+from unicity_infra.progress import SILENT, Progress
+from unicity_infra.settings import SERVICES, UPSTREAM_IMAGES, wrapper_image
+
+__all__ = [
+    "build_offline_base",
+    "build_relay_standin",
+    "build_wrapper_image",
+    "build_images",
+    "is_offline_image",
+]
+
+logger = logging.getLogger(__name__)
+
+TAIL_LINES = 20
+BUILD_TIMEOUT_S = 3600
+OFFLINE_LABEL = "org.unicity.infra.offline"
+RECIPE_LABEL = "org.unicity.infra.recipe"
+
+# Upstream images each wrapper starts FROM besides the base, by their key in
+# settings.UPSTREAM_IMAGES. Each becomes the build argument <KEY>_IMAGE.
+WRAPPER_UPSTREAMS: dict[str, tuple[str, ...]] = {"relay": ("relay",)}
+
+_T = TypeVar("_T")
+
+
+def build_offline_base(*, progress: Progress = SILENT) -> str:
+    """Build the Debian trixie base that replaces the ssl-manager image offline and return its tag.
+
+    A second call is cheap: an existing tag is kept, and a cached root file
+    system tarball is imported again without running debootstrap.
+
+    Raises ImageBuildError when debootstrap, tar or the import fails, and
+    DockerError when the Docker Engine is unreachable.
+    """
+    recipe = BaseRecipe()
+    tag = recipe.tag
+    progress.stage(f"Offline base image {tag}")
+    client = _docker_client()
+    if _image_exists(client, tag):
+        progress.note(f"{tag} is already built")
+        return tag
+
+    tarball = cache_dir() / f"base-{recipe.digest}.tar"
+    if tarball.is_file():
+        progress.note(f"reusing the cached root file system {tarball}")
+    else:
+        _create_rootfs_tarball(recipe, tarball, image=tag, progress=progress)
+
+    _import_tarball(client, tarball, recipe, progress=progress)
+    logger.info("built offline base image=%s tarball=%s", tag, tarball)
+    return tag
+
+
+def build_relay_standin(*, base_image: str, progress: Progress = SILENT) -> str:
+    """Build the image that replaces the upstream relay image offline and return its tag.
+
+    The image is BASE_IMAGE plus nostr-rs-relay from crates.io at
+    ``/usr/src/app/nostr-rs-relay``. The binary is built on this host once per
+    crate recipe and kept in the cache directory.
+
+    Raises ImageBuildError when a host build tool is missing or cargo or docker
+    build fails, and DockerError when the Docker Engine is unreachable.
+    """
+    crate = CrateRecipe()
+    recipe = StandinRecipe(crate=crate, base_image=base_image)
+    tag = recipe.tag
+    progress.stage(f"Relay stand-in image {tag}")
+    client = _docker_client()
+    if _image_exists(client, tag):
+        progress.note(f"{tag} is already built")
+        return tag
+
+    binary = _cargo_install(crate, image=tag, progress=progress)
+
+    with tempfile.TemporaryDirectory(prefix="unicity-infra-standin-") as context:
+        shutil.copy2(binary, Path(context) / crate.binary)
+        (Path(context) / "Dockerfile").write_text(recipe.dockerfile)
+        _docker_build(
+            client, Path(context), tag, buildargs={"BASE_IMAGE": base_image}, labels=recipe.labels, progress=progress
+        )
+    logger.info("built relay stand-in image=%s base=%s", tag, base_image)
+    return tag
+
+
+def build_wrapper_image(
+    service: str,
+    *,
+    base_image: str,
+    upstream_images: dict[str, str],
+    tag: str | None = None,
+    progress: Progress = SILENT,
+) -> str:
+    """Build SERVICE's wrapper image from ``images/<service>/Dockerfile`` and return its tag.
+
+    UPSTREAM_IMAGES maps the keys in WRAPPER_UPSTREAMS[service] to image
+    references. Missing base or upstream images are pulled first. The image is
+    marked offline when every image it starts FROM is an offline one. An
+    existing tag built from the same recipe is kept.
+
+    Raises SettingsError for an unknown service, ImageBuildError when a pull
+    or the build fails, and DockerError when the Docker Engine is unreachable.
+    """
+    if service not in WRAPPER_UPSTREAMS:
+        raise SettingsError("SERVICE", service, f"expected one of: {', '.join(sorted(WRAPPER_UPSTREAMS))}")
+    missing = [key for key in WRAPPER_UPSTREAMS[service] if key not in upstream_images]
+    if missing:
+        raise ValueError(f"upstream_images has no key {', '.join(missing)}, which the {service} wrapper image needs")
+    tag = tag or wrapper_image(service)
+    dockerfile = _wrapper_dockerfile(service)
+
+    progress.stage(f"Wrapper image {tag}")
+    client = _docker_client()
+    parents = [base_image, *(upstream_images[key] for key in WRAPPER_UPSTREAMS[service])]
+    for ref in parents:
+        _pull_if_missing(client, ref, image=tag, progress=progress)
+
+    offline = all(_has_offline_label(client, ref) for ref in parents)
+    build_args = {"BASE_IMAGE": base_image, "VERSION": __version__, "OFFLINE": "true" if offline else "false"}
+    build_args |= {_build_arg_name(key): upstream_images[key] for key in WRAPPER_UPSTREAMS[service]}
+    if source_url := _source_url():
+        build_args["SOURCE_URL"] = source_url
+    package_files = _package_files()
+    recipe = WrapperRecipe(
+        service=service,
+        dockerfile=dockerfile.read_text(),
+        package_files=package_files,
+        build_args={
+            name: _image_id_or_ref(client, value) if name.endswith("_IMAGE") else value
+            for name, value in build_args.items()
+        },
+    )
+    if _image_label(client, tag, RECIPE_LABEL) == recipe.digest:
+        progress.note(f"{tag} is up to date")
+        return tag
+
+    replaced = _image_id_or_ref(client, tag) if _image_exists(client, tag) else None
+    with tempfile.TemporaryDirectory(prefix=f"unicity-infra-{service}-") as context:
+        _write_context(Path(context), dockerfile, package_files)
+        _docker_build(client, Path(context), tag, buildargs=build_args, labels=recipe.labels, progress=progress)
+    if replaced and replaced != _image_id_or_ref(client, tag):
+        _remove_replaced_image(client, replaced)
+    logger.info("built wrapper image=%s service=%s offline=%s", tag, service, offline)
+    return tag
+
+
+def build_images(services: list[str], *, offline: bool, progress: Progress = SILENT) -> dict[str, str]:
+    """Build the wrapper image of each service and return service → tag.
+
+    With OFFLINE the offline base and the upstream stand-ins are built first;
+    without it the pinned upstream images are pulled, which needs a registry.
+    """
+    unknown = [service for service in services if service not in SERVICES or service not in WRAPPER_UPSTREAMS]
+    if unknown:
+        raise SettingsError("SERVICE", unknown[0], f"expected one of: {', '.join(SERVICES)}")
+
+    if offline:
+        base_image = build_offline_base(progress=progress)
+        upstreams = _build_standins(services, base_image=base_image, progress=progress)
+    else:
+        base_image = UPSTREAM_IMAGES["ssl-manager"]
+        upstreams = dict(UPSTREAM_IMAGES)
+
+    return {
+        service: build_wrapper_image(service, base_image=base_image, upstream_images=upstreams, progress=progress)
+        for service in services
+    }
+
+
+def is_offline_image(tag: str) -> bool:
+    """Tell whether TAG was built from the offline base and stand-ins only.
+
+    Raises ImageNotFoundError when TAG is not present locally.
+    """
+    client = _docker_client()
+    if not _image_exists(client, tag):
+        raise ImageNotFoundError(tag, "build it with 'unicity-infra images build --offline'")
+    return _has_offline_label(client, tag)
+
+
+def _build_standins(services: Iterable[str], *, base_image: str, progress: Progress) -> dict[str, str]:
+    needed = {key for service in services for key in WRAPPER_UPSTREAMS[service]}
+    builders: dict[str, Callable[..., str]] = {"relay": build_relay_standin}
+    return {key: builders[key](base_image=base_image, progress=progress) for key in sorted(needed)}
+
+
+# --- offline base ---------------------------------------------------------
+
+
+def _create_rootfs_tarball(recipe: BaseRecipe, tarball: Path, *, image: str, progress: Progress) -> None:
+    """Debootstrap the root file system, prune it and write it to TARBALL atomically."""
+    if os.geteuid() != 0:
+        raise ImageBuildError(
+            image,
+            "debootstrap needs root, because it creates device nodes and runs package scripts in a chroot; "
+            "run 'unicity-infra images build --offline' as root (for example with sudo)",
+        )
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError(image, "debootstrap not found on PATH; install it with 'apt-get install debootstrap'")
+    mirror = detect_debian_mirror()
+    progress.note(f"Debian mirror: {mirror}")
+
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tarball.parent))
+    rootfs = workdir / "rootfs"
+    partial = workdir / tarball.name
+    try:
+        _run_command(recipe.debootstrap_args(rootfs, mirror), image=image, step="debootstrap", progress=progress)
+        _prune_rootfs(rootfs)
+        tar_args = ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."]
+        _run_command(tar_args, image=image, step="tar", progress=progress)
+        # The rename is atomic on one file system, so an interrupted build
+        # leaves no tarball that a later build would take for complete.
+        os.replace(partial, tarball)
+    finally:
+        _remove_tree(workdir)
+
+
+def _prune_rootfs(rootfs: Path) -> None:
+    """Remove APT lists, caches, documentation and the build host's identity from ROOTFS."""
+    for pattern in ("var/lib/apt/lists/*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb",
+                    "var/log/*.log", "var/cache/debconf/*-old", "tmp/*", "usr/share/man/*", "usr/share/info/*"):
+        for path in rootfs.glob(pattern):
+            _remove_path(path)
+    # Keep each package's copyright file; drop the rest of its documentation.
+    for path in sorted((rootfs / "usr/share/doc").glob("*/*"), reverse=True):
+        if path.name != "copyright":
+            _remove_path(path)
+    # debootstrap copies the host's resolver and host name. Docker provides both at run time.
+    for name in ("etc/resolv.conf", "etc/hostname"):
+        if (rootfs / name).is_file() or (rootfs / name).is_symlink():
+            (rootfs / name).unlink()
+            (rootfs / name).write_text("")
+    # ssl-manager pre-creates the ACME HTTP-01 webroot.
+    (rootfs / "var/www/acme-challenge/.well-known/acme-challenge").mkdir(parents=True, exist_ok=True)
+
+
+def _import_tarball(client: docker.DockerClient, tarball: Path, recipe: BaseRecipe, *, progress: Progress) -> None:
+    tag = recipe.tag
+    repository, _, version = tag.rpartition(":")
+    changes = recipe.docker_changes()
+    progress.action(
+        "docker import " + " ".join(f"--change {shlex.quote(change)}" for change in changes) + f" {tarball} {tag}"
+    )
+
+    def import_image() -> str:
+        with tarball.open("rb") as data:
+            return client.api.import_image_from_data(data, repository=repository, tag=version, changes=changes)
+
+    try:
+        reply = _call_with_progress(import_image, text=f"importing {tarball.name}", progress=progress)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(tag, f"docker import of {tarball}", [str(exc)]) from exc
+    errors = [message for message in _json_lines(reply) if "error" in message]
+    if errors:
+        raise ImageBuildError(tag, f"docker import of {tarball}", [str(errors[-1]["error"])])
+
+
+# --- relay stand-in -------------------------------------------------------
+
+
+def _cargo_install(crate: CrateRecipe, *, image: str, progress: Progress) -> Path:
+    """Return the cached binary of CRATE, building it with cargo when it is missing."""
+    cache = cache_dir()
+    root = cache / f"relay-{crate.digest}"
+    binary = root / "bin" / crate.binary
+    if binary.is_file():
+        progress.note(f"reusing the cached {crate.crate} {crate.version} binary {binary}")
+        return binary
+    _check_cargo_prerequisites(image)
+
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{root.name}.partial-", dir=cache))
+    # One target directory for every recipe, so a changed recipe compiles
+    # only the crates that changed.
+    args = crate.cargo_args(partial, cache / "cargo-target")
+    env = os.environ | {"CARGO_TERM_COLOR": "never", "CARGO_TERM_PROGRESS_WHEN": "never"}
+    try:
+        _run_command(args, image=image, step="cargo install", progress=progress, env=env)
+        if not (partial / "bin" / crate.binary).is_file():
+            raise ImageBuildError(image, f"cargo install left no {crate.binary} in {partial / 'bin'}")
+        if root.exists():
+            logger.info("another build cached %s first; keeping it", root)
+        else:
+            os.replace(partial, root)
+    finally:
+        _remove_tree(partial)
+    return binary
+
+
+def _check_cargo_prerequisites(image: str) -> None:
+    """Raise ImageBuildError naming the Debian packages needed to compile nostr-rs-relay."""
+    if shutil.which("cargo") is None:
+        raise ImageBuildError(
+            image, "cargo not found on PATH; install a Rust toolchain (https://rustup.rs) and run the build again"
+        )
+    missing = [package for tool, package in (("protoc", "protobuf-compiler"), ("pkg-config", "pkg-config"))
+               if shutil.which(tool) is None]
+    if not _has_openssl_headers():
+        missing.append("libssl-dev")
+    if missing:
+        raise ImageBuildError(
+            image,
+            f"building nostr-rs-relay needs the packages {', '.join(missing)}; "
+            f"install them with 'apt-get install {' '.join(missing)}'",
+        )
+
+
+def _has_openssl_headers() -> bool:
+    if shutil.which("pkg-config") is None:
+        return Path("/usr/include/openssl/ssl.h").is_file()
+    status = subprocess.run(["pkg-config", "--exists", "openssl"], check=False, timeout=30)
+    return status.returncode == 0
+
+
+# --- wrapper images -------------------------------------------------------
+
+
+def _repo_root() -> Path:
+    # src/unicity_infra/__init__.py → the checkout that contains images/.
+    return Path(unicity_infra.__file__).resolve().parents[2]
+
+
+def _wrapper_dockerfile(service: str) -> Path:
+    dockerfile = _repo_root() / "images" / service / "Dockerfile"
+    if not dockerfile.is_file():
+        raise ImageBuildError(
+            wrapper_image(service),
+            f"Dockerfile not found at {dockerfile}; build from a source checkout installed with 'pip install -e .'",
+        )
+    return dockerfile
+
+
+def _package_files() -> dict[str, bytes]:
+    """Return the package files a wrapper image copies, by their path in the build context."""
+    package = Path(unicity_infra.__file__).resolve().parent
+    files = {"unicity_infra/__init__.py": (package / "__init__.py").read_bytes()}
+    for path in sorted((package / "container").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            files[f"unicity_infra/{path.relative_to(package).as_posix()}"] = path.read_bytes()
+    return files
+
+
+def _write_context(context: Path, dockerfile: Path, package_files: Mapping[str, bytes]) -> None:
+    shutil.copyfile(dockerfile, context / "Dockerfile")
+    for relative, content in package_files.items():
+        target = context / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+def _build_arg_name(upstream_key: str) -> str:
+    """Return the build argument that names an upstream image: ``relay`` → ``RELAY_IMAGE``."""
+    return upstream_key.upper().replace("-", "_") + "_IMAGE"
+
+
+def _source_url() -> str | None:
+    """Return the ``Source`` project URL of the installed distribution, if it declares one."""
+    try:
+        urls = importlib.metadata.metadata("unicity-infra").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("source", "repository"):
+            return url.strip()
+    return None
+
+
+def _pull_if_missing(client: docker.DockerClient, ref: str, *, image: str, progress: Progress) -> None:
+    if _image_exists(client, ref):
+        return
+    progress.action(f"docker pull {ref}")
+    try:
+        _call_with_progress(lambda: client.images.pull(ref), text=f"pulling {ref}", progress=progress)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            image,
+            f"pulling {ref} failed, and the image is not present locally. Without a reachable image registry, "
+            f"build the offline base and stand-ins with 'unicity-infra images build --offline'",
+            [str(exc)],
+        ) from exc
+
+
+# --- Docker and process adapters ------------------------------------------
+
+
+def _docker_client() -> docker.DockerClient:
+    try:
+        return docker.from_env(version="auto")
+    except docker.errors.DockerException as exc:
+        raise DockerError(
+            f"the Docker Engine is not reachable ({exc}); start dockerd or point DOCKER_HOST at a running engine"
+        ) from exc
+
+
+def _image_exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.api.inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _image_label(client: docker.DockerClient, ref: str, label: str) -> str | None:
+    try:
+        config = client.api.inspect_image(ref).get("Config") or {}
+    except docker.errors.ImageNotFound:
+        return None
+    return (config.get("Labels") or {}).get(label)
+
+
+def _has_offline_label(client: docker.DockerClient, ref: str) -> bool:
+    return _image_label(client, ref, OFFLINE_LABEL) == "true"
+
+
+def _image_id_or_ref(client: docker.DockerClient, value: str) -> str:
+    """Return the image ID for an image reference present locally, else VALUE unchanged."""
+    try:
+        return client.api.inspect_image(value)["Id"]
+    except (docker.errors.ImageNotFound, docker.errors.APIError):
+        return value
+
+
+def _remove_replaced_image(client: docker.DockerClient, image_id: str) -> None:
+    """Remove the untagged image a rebuild replaced, unless a container still uses it."""
+    try:
+        client.api.remove_image(image_id)
+    except docker.errors.APIError as exc:
+        logger.debug("kept replaced image id=%s: %s", image_id, exc)
+
+
+def _docker_build(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    *,
+    buildargs: Mapping[str, str],
+    labels: Mapping[str, str],
+    progress: Progress,
+) -> None:
+    args = " ".join(f"--build-arg {shlex.quote(f'{name}={value}')}" for name, value in buildargs.items())
+    progress.action(f"docker build {args} --tag {tag} {context}")
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def output_lines() -> Iterator[str]:
+        chunks = client.api.build(
+            path=str(context), tag=tag, buildargs=dict(buildargs), labels=dict(labels),
+            rm=True, forcerm=True, pull=False, decode=True, timeout=BUILD_TIMEOUT_S,
+        )
+        for chunk in chunks:
+            if "error" in chunk:
+                raise _BuildOutputError(str(chunk["error"]).strip())
+            text = chunk.get("stream") or chunk.get("status") or ""
+            yield from (line for line in text.splitlines() if line.strip())
+
+    try:
+        _follow(output_lines(), step="docker build", progress=progress, tail=tail)
+    except _BuildOutputError as exc:
+        raise ImageBuildError(tag, "docker build", [*tail, str(exc)][-TAIL_LINES:]) from exc
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(tag, "docker build", [*tail, str(exc)][-TAIL_LINES:]) from exc
+
+
+class _BuildOutputError(Exception):
+    """An error message in the output stream of a docker build."""
+
+
+def _run_command(
+    args: list[str],
+    *,
+    image: str,
+    step: str,
+    progress: Progress,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run ARGS and report its output as progress.
+
+    Raises ImageBuildError with the last output lines when ARGS exits non-zero.
+    """
+    progress.action(shlex.join(args))
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    try:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors="replace", env=None if env is None else dict(env),
+        )
+    except OSError as exc:
+        raise ImageBuildError(image, f"{step}: cannot run {args[0]} ({exc})") from exc
+
+    assert process.stdout is not None
+    try:
+        _follow(process.stdout, step=step, progress=progress, tail=tail)
+        status = process.wait()
+    except BaseException:
+        # Interrupted (Ctrl-C): stop the child so that debootstrap's exit
+        # traps unmount /proc and /sys from the root file system.
+        _stop_process(process)
+        raise
+    if status != 0:
+        raise ImageBuildError(image, f"{step} exited with status {status}", list(tail))
+
+
+def _stop_process(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _follow(lines: Iterable[str], *, step: str, progress: Progress, tail: deque[str]) -> None:
+    """Consume LINES, keeping the last ones in TAIL and reporting a wait about once a second.
+
+    LINES is read in a thread, so a step that prints nothing for minutes (a
+    large crate compiling) still gets its once-a-second progress report.
+    """
+    items: queue.Queue[object] = queue.Queue()
+    done = object()
+
+    def pump() -> None:
+        try:
+            for line in lines:
+                items.put(line.rstrip())
+        except BaseException as exc:  # handed to the calling thread
+            items.put(exc)
+        items.put(done)
+
+    threading.Thread(target=pump, name=f"follow-{step}", daemon=True).start()
+    started = time.monotonic()
+    last_report = 0.0
+    while True:
+        try:
+            item = items.get(timeout=1.0)
+        except queue.Empty:
+            item = None
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, str) and item:
+            tail.append(item)
+            logger.debug("%s: %s", step, item)
+        now = time.monotonic()
+        if now - last_report >= 1.0:
+            progress.wait(f"{step}: {tail[-1] if tail else 'starting'}", now - started)
+            last_report = now
+
+
+def _call_with_progress(function: Callable[[], _T], *, text: str, progress: Progress) -> _T:
+    """Run FUNCTION in a thread and report a wait once a second until it returns."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as exc:  # handed to the calling thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="docker-call", daemon=True)
+    worker.start()
+    started = time.monotonic()
+    while worker.is_alive():
+        worker.join(timeout=1.0)
+        if worker.is_alive():
+            progress.wait(text, time.monotonic() - started)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
+
+
+def _json_lines(text: str | bytes) -> list[dict[str, object]]:
+    """Parse the newline-separated JSON messages the Engine streams back."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    messages = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            message = {"status": line}
+        if isinstance(message, dict):
+            messages.append(message)
+    return messages
+
+
+# --- cache maintenance ------------------------------------------------------
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove PATH after unmounting anything a killed debootstrap left mounted inside it.
+
+    A bind mount left under PATH (debootstrap binds /dev entries inside LXC
+    containers) would make rmtree delete the host's files, so PATH is kept
+    and a warning logged when a mount cannot be undone.
+    """
+    if not path.exists():
+        return
+    for mount_point in _mount_points_under(path):
+        subprocess.run(["umount", "--lazy", mount_point], check=False, timeout=60)
+    leftover = _mount_points_under(path)
+    if leftover:
+        logger.warning("not removing %s: still mounted inside it: %s; unmount them and delete it by hand",
+                       path, ", ".join(leftover))
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _mount_points_under(path: Path) -> list[str]:
+    """Return the mount points at or below PATH, deepest first."""
+    prefix = str(path.resolve())
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        # mountinfo escapes space, tab, newline and backslash as octal (proc(5)).
+        point = fields[4].encode().decode("unicode_escape")
+        if point == prefix or point.startswith(prefix + "/"):
+            points.append(point)
+    return sorted(points, key=len, reverse=True)
