@@ -27,8 +27,18 @@ from pathlib import Path
 
 import coincurve
 
-from unicity_infra.probes.errors import ProbeError, ProbeTimeoutError, RelayRejectedError
-from unicity_infra.probes.nostr import RelayConnection, generate_key, open_relay, public_key_hex, sign_event
+from unicity_infra.probes.errors import (
+    ProbeError,
+    ProbeTimeoutError,
+    RelayRejectedError,
+)
+from unicity_infra.probes.nostr import (
+    RelayConnection,
+    generate_key,
+    open_relay,
+    public_key_hex,
+    sign_event,
+)
 
 logger = logging.getLogger("relay_chain")
 

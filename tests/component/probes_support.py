@@ -53,7 +53,7 @@ class ThrowawayCA:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unicity-infra probe test CA")])
         public_key = self._key.public_key()
         self._certificate = (
@@ -96,7 +96,7 @@ class ThrowawayCA:
     ) -> CertificateFiles:
         """Issue a server certificate valid from now+VALID_FROM for VALID_FOR, written as STEM.pem and STEM.key."""
         key = ec.generate_private_key(ec.SECP256R1())
-        not_before = datetime.datetime.now(datetime.timezone.utc) + valid_from
+        not_before = datetime.datetime.now(datetime.UTC) + valid_from
         alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
         alt_names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
         builder = (
@@ -122,7 +122,7 @@ class ThrowawayCA:
 def issue_self_signed(directory: Path, stem: str, *, dns_names: tuple[str, ...]) -> CertificateFiles:
     """Write a self-signed server certificate for DNS_NAMES, valid for 30 days."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
     certificate = (
         x509.CertificateBuilder()
@@ -213,7 +213,7 @@ def https_nip11_server(files: CertificateFiles) -> Iterator[NIP11Server]:
     server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     server.server_bind()
     server.server_activate()
-    thread = threading.Thread(target=server.serve_forever, name="https-nip11", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="https-nip11", daemon=True)
     thread.start()
     try:
         yield server

@@ -8,7 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.component.probes_support import NIP11_DOCUMENT, NIP11Server, ThrowawayCA, free_port, https_nip11_server
+from tests.component.probes_support import (
+    NIP11_DOCUMENT,
+    NIP11Server,
+    ThrowawayCA,
+    free_port,
+    https_nip11_server,
+)
 from unicity_infra.probes.errors import ProbeError
 from unicity_infra.probes.http import fetch_nip11, probe_nip11
 from unicity_infra.probes.report import Status

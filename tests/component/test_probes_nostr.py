@@ -18,7 +18,11 @@ from tests.component.probes_support import (
     run_relay,
     wait_for_relay_build,
 )
-from unicity_infra.probes.errors import ProbeTimeoutError, ProtocolError, RelayRejectedError
+from unicity_infra.probes.errors import (
+    ProbeTimeoutError,
+    ProtocolError,
+    RelayRejectedError,
+)
 from unicity_infra.probes.nostr import (
     fetch_events,
     generate_key,

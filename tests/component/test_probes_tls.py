@@ -10,8 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.component.probes_support import CertificateFiles, ThrowawayCA, free_port, https_nip11_server, issue_self_signed
 
+from tests.component.probes_support import (
+    CertificateFiles,
+    ThrowawayCA,
+    free_port,
+    https_nip11_server,
+    issue_self_signed,
+)
 from unicity_infra.probes.report import Check, Status
 from unicity_infra.probes.tls import probe_tcp, probe_tls
 

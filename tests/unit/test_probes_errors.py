@@ -75,7 +75,7 @@ def test_mapping_errors_unreachable_host() -> None:
     assert str(error) == f"connecting to {ADDRESS} failed: No route to host"
 
 
-@pytest.mark.parametrize("exc", [TimeoutError("timed out"), socket.timeout(), httpx.ReadTimeout("read timed out")])
+@pytest.mark.parametrize("exc", [TimeoutError("timed out"), TimeoutError(), httpx.ReadTimeout("read timed out")])
 def test_mapping_errors_timeout(exc: BaseException) -> None:
     error = _mapped(exc)
 

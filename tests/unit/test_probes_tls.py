@@ -12,7 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from unicity_infra.probes.report import Status
-from unicity_infra.probes.tls import classify_expiry, is_name_in_san, parse_leaf_certificate
+from unicity_infra.probes.tls import (
+    classify_expiry,
+    is_name_in_san,
+    parse_leaf_certificate,
+)
 
 
 @pytest.mark.parametrize(
@@ -73,8 +77,8 @@ def _self_signed_der(*, with_san: bool) -> bytes:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(1)
-        .not_valid_before(datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc))
-        .not_valid_after(datetime.datetime(2026, 4, 1, tzinfo=datetime.timezone.utc))
+        .not_valid_before(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(2026, 4, 1, tzinfo=datetime.UTC))
     )
     if with_san:
         builder = builder.add_extension(
@@ -92,7 +96,7 @@ def test_parse_leaf_certificate_reads_san_and_dates() -> None:
     assert leaf.dns_names == ("relay.test",)
     assert leaf.ip_addresses == ("127.0.0.1",)
     assert leaf.subject == "CN=relay.test"
-    assert leaf.not_after == datetime.datetime(2026, 4, 1, tzinfo=datetime.timezone.utc)
+    assert leaf.not_after == datetime.datetime(2026, 4, 1, tzinfo=datetime.UTC)
 
 
 def test_parse_leaf_certificate_without_san() -> None:

@@ -18,7 +18,12 @@ from typing import Any
 import httpx
 
 from unicity_infra.errors import SettingsError
-from unicity_infra.probes.errors import ProbeError, ProtocolError, format_address, mapping_errors
+from unicity_infra.probes.errors import (
+    ProbeError,
+    ProtocolError,
+    format_address,
+    mapping_errors,
+)
 from unicity_infra.probes.report import Check, Status
 from unicity_infra.probes.tls import create_ssl_context
 
@@ -121,9 +126,11 @@ def fetch_nip11(
 
     # trust_env=False: a proxy from the environment would change what is probed.
     context = create_ssl_context(ca_file=ca_file, insecure=insecure)
-    with mapping_errors(step="the NIP-11 document", address=endpoint.address, timeout_s=timeout_s):
-        with httpx.Client(verify=context, timeout=timeout_s, trust_env=False) as client:
-            response = client.get(request_url, headers=headers, extensions=extensions)
+    with (
+        mapping_errors(step="the NIP-11 document", address=endpoint.address, timeout_s=timeout_s),
+        httpx.Client(verify=context, timeout=timeout_s, trust_env=False) as client,
+    ):
+        response = client.get(request_url, headers=headers, extensions=extensions)
     logger.debug("NIP-11 GET %s%s status=%s", url, endpoint.via, response.status_code)
 
     return _parse_nip11_response(response, endpoint)

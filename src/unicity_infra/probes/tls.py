@@ -145,7 +145,7 @@ def probe_tls(
         handshake_check,
         _chain_check(leaf, verify_error, ca_file=ca_file, insecure=insecure),
         _name_check(leaf, server_name),
-        _expiry_check(leaf, now=datetime.datetime.now(datetime.timezone.utc)),
+        _expiry_check(leaf, now=datetime.datetime.now(datetime.UTC)),
     ]
 
 
@@ -223,11 +223,15 @@ def _handshake_with_fallback(
 def _handshake(host: str, port: int, *, server_name: str, context: ssl.SSLContext, timeout_s: float) -> _Handshake:
     address = format_address(host, port)
     connection = open_tcp_connection(host, port, timeout_s=timeout_s)
-    with connection, mapping_errors(step="the TLS handshake", address=address, timeout_s=timeout_s):
-        with context.wrap_socket(connection, server_hostname=server_name) as tls:
-            leaf_der = tls.getpeercert(binary_form=True)
-            version = tls.version() or "unknown version"
-            cipher_name = tls.cipher()[0] if tls.cipher() else "unknown cipher"
+    with (
+        connection,
+        mapping_errors(step="the TLS handshake", address=address, timeout_s=timeout_s),
+        context.wrap_socket(connection, server_hostname=server_name) as tls,
+    ):
+        leaf_der = tls.getpeercert(binary_form=True)
+        version = tls.version() or "unknown version"
+        cipher = tls.cipher()
+        cipher_name = cipher[0] if cipher is not None else "unknown cipher"
 
     if not leaf_der:
         raise TLSVerifyError(address, "the server sent no certificate")
