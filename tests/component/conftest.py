@@ -38,7 +38,7 @@ def pick_free_ports(count: int) -> list[int]:
         return [probe.getsockname()[1] for probe in probes]
 
 
-def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> T:
+def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.1, description: str = "condition") -> T:
     """Call CHECK until it returns something other than None or False; fail the test after TIMEOUT_S."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -51,7 +51,7 @@ def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: f
             if result is not None and result is not False:
                 return result
         time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what} (last error: {last_error!r})")
+    pytest.fail(f"timed out after {timeout_s:g} s waiting for {description} (last error: {last_error!r})")
 
 
 def http_get(port: int, path: str, *, headers: dict[str, str] | None = None, timeout_s: float = 2.0) -> tuple[int, dict[str, str], bytes]:
@@ -170,7 +170,7 @@ class EntrypointRun:
         assert status == 200, f"/_ssl/health returned HTTP {status}"
         return json.loads(body)
 
-    def wait_for_health(self, check: Callable[[dict[str, Any]], bool], *, timeout_s: float = 15.0, what: str) -> dict[str, Any]:
+    def wait_for_health(self, check: Callable[[dict[str, Any]], bool], *, timeout_s: float = 15.0, description: str) -> dict[str, Any]:
         """Poll /_ssl/health through nginx until CHECK accepts the document."""
 
         def attempt() -> dict[str, Any] | None:
@@ -179,10 +179,10 @@ class EntrypointRun:
             document = self.health_via_nginx()
             return document if check(document) else None
 
-        return wait_until(attempt, timeout_s=timeout_s, what=what)
+        return wait_until(attempt, timeout_s=timeout_s, description=description)
 
     def wait_running(self, *, timeout_s: float = 15.0) -> dict[str, Any]:
-        return self.wait_for_health(lambda doc: doc["service"]["state"] == "running", timeout_s=timeout_s, what="service running")
+        return self.wait_for_health(lambda doc: doc["service"]["state"] == "running", timeout_s=timeout_s, description="service running")
 
     def stop(self, signum: int = signal.SIGTERM, *, timeout_s: float = 20.0) -> int:
         """Send SIGNUM to the entrypoint and return its exit status."""

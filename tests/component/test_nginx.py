@@ -54,13 +54,13 @@ def standin(site: NginxSite, tmp_path: Path, process_reaper: ProcessReaper) -> I
             start_new_session=True,
         )
     )
-    wait_until(lambda: socket.create_connection(("127.0.0.1", site.upstream_port), timeout=1).close() or True, timeout_s=10, what="stand-in")
+    wait_until(lambda: socket.create_connection(("127.0.0.1", site.upstream_port), timeout=1).close() or True, timeout_s=10, description="stand-in")
     yield process
 
 
 def start_nginx(site: NginxSite, process_reaper: ProcessReaper) -> subprocess.Popen[bytes]:
     process = process_reaper.track(subprocess.Popen(nginx_command(NGINX, site), start_new_session=True))
-    wait_until(lambda: socket.create_connection(("127.0.0.1", site.http_port), timeout=1).close() or True, timeout_s=10, what="nginx")
+    wait_until(lambda: socket.create_connection(("127.0.0.1", site.http_port), timeout=1).close() or True, timeout_s=10, description="nginx")
     return process
 
 
@@ -155,7 +155,7 @@ def test_reload_switches_running_nginx_to_tls(
     status, headers, _ = wait_until(
         lambda: (response := http_get(site.http_port, "/x", headers={"Host": DOMAIN}))[0] == 301 and response,
         timeout_s=10,
-        what="redirect after reload",
+        description="redirect after reload",
     )
     assert status == 301
     assert headers["Location"] == f"https://{DOMAIN}/x"

@@ -65,11 +65,11 @@ def test_supervisor_restarts_crashed_service_with_backoff(start_entrypoint: Star
     run = start_entrypoint(STANDIN_CRASH_AFTER_S="0.3", STANDIN_CRASH_CODE="7")
 
     # Restarts are visible over HTTP through nginx, which keeps serving meanwhile.
-    document = run.wait_for_health(lambda doc: doc["service"]["restarts"] >= 4, timeout_s=20, what="4 restarts")
+    document = run.wait_for_health(lambda doc: doc["service"]["restarts"] >= 4, timeout_s=20, description="4 restarts")
 
     assert document["service"]["last_exit_code"] == 7
     assert document["service"]["state"] in {"starting", "running", "restarting"}
-    starts = wait_until(lambda: run.event_times("start") if len(run.event_times("start")) >= 5 else None, timeout_s=5, what="5 starts")
+    starts = wait_until(lambda: run.event_times("start") if len(run.event_times("start")) >= 5 else None, timeout_s=5, description="5 starts")
     gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
     # Each gap is 0.3 s of running plus the backoff: 0.2, 0.4, 0.8, then capped at 0.8 s.
     assert gaps[0] < gaps[1] < gaps[2], gaps
@@ -85,7 +85,7 @@ def test_supervisor_health_degraded_while_restarting(start_entrypoint: StartEntr
         STANDIN_CRASH_AFTER_S="0.3", STANDIN_CRASH_CODE="5", UNICITY_BACKOFF_INITIAL_S="3", UNICITY_BACKOFF_MAX_S="3"
     )
 
-    document = run.wait_for_health(lambda doc: doc["service"]["state"] == "restarting", what="restarting state")
+    document = run.wait_for_health(lambda doc: doc["service"]["state"] == "restarting", description="restarting state")
 
     assert document["status"] == "degraded"
     assert document["service"]["pid"] is None
@@ -102,7 +102,7 @@ def test_supervisor_restarts_nginx(start_entrypoint: StartEntrypoint) -> None:
     # nginx leads its own process group, so this takes down its workers too.
     os.killpg(nginx_pid, signal.SIGKILL)
 
-    wait_until(lambda: "nginx exited with status 137" in run.log_text(), timeout_s=10, what="nginx exit noticed")
+    wait_until(lambda: "nginx exited with status 137" in run.log_text(), timeout_s=10, description="nginx exit noticed")
     document = run.wait_running()
     assert document["status"] == "ok"
     new_pid = int((run.root / "run" / "nginx" / "nginx.pid").read_text())

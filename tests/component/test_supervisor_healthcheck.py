@@ -39,7 +39,7 @@ def test_healthcheck_running_service_is_healthy(start_entrypoint: StartEntrypoin
 
 def test_healthcheck_restarting_service_is_unhealthy(start_entrypoint: StartEntrypoint) -> None:
     run = start_entrypoint(STANDIN_CRASH_AFTER_S="0.3", UNICITY_BACKOFF_INITIAL_S="5", UNICITY_BACKOFF_MAX_S="5")
-    run.wait_for_health(lambda doc: doc["service"]["state"] == "restarting", what="restarting state")
+    run.wait_for_health(lambda doc: doc["service"]["state"] == "restarting", description="restarting state")
 
     result = run_healthcheck(run.env)
 

@@ -83,12 +83,12 @@ def test_first_boot_serves_http_before_certificate(start_entrypoint: StartEntryp
     cert_file = run.cert_root / "live" / DOMAIN / "fullchain.pem"
 
     # While openssl is still "working", nginx already serves port 80 and no certificate exists.
-    early = wait_until(lambda: json.loads(http_get(run.http_port, "/_ssl/health")[2]), timeout_s=10, what="port 80")
+    early = wait_until(lambda: json.loads(http_get(run.http_port, "/_ssl/health")[2]), timeout_s=10, description="port 80")
     assert early["tls"] is False
     assert early["cert_expires"] is None
     assert not cert_file.exists()
 
-    document = run.wait_for_health(lambda doc: doc["tls"] is True, what="TLS switch")
+    document = run.wait_for_health(lambda doc: doc["tls"] is True, description="TLS switch")
     assert document["domain"] == DOMAIN
     assert document["days_remaining"] == 89
     assert document["cert_expires"].endswith("Z")
@@ -135,7 +135,7 @@ def test_tls_health_on_https_port(start_entrypoint: StartEntrypoint) -> None:
 
 def test_acme_token_served_over_http_with_tls_on(start_entrypoint: StartEntrypoint) -> None:
     run = start_tls(start_entrypoint)
-    run.wait_for_health(lambda doc: doc["tls"] is True, what="TLS switch")
+    run.wait_for_health(lambda doc: doc["tls"] is True, description="TLS switch")
     token = run.webroot / ".well-known" / "acme-challenge" / "token-abc"
     token.write_text("token-abc.key-authorization")
 
@@ -150,7 +150,7 @@ def test_acme_token_served_over_http_with_tls_on(start_entrypoint: StartEntrypoi
 
 def test_other_http_paths_redirect_to_https(start_entrypoint: StartEntrypoint) -> None:
     run = start_tls(start_entrypoint)
-    run.wait_for_health(lambda doc: doc["tls"] is True, what="TLS switch")
+    run.wait_for_health(lambda doc: doc["tls"] is True, description="TLS switch")
 
     status, headers, _ = http_get(run.http_port, "/some/path?x=1", headers={"Host": DOMAIN})
     root_status, root_headers, _ = http_get(run.http_port, "/", headers={"Host": DOMAIN, "Accept": "application/nostr+json"})

@@ -43,7 +43,7 @@ def test_load_config_domain_and_aliases() -> None:
     assert config.server_names == ("relay.example.org", "nostr.example.org")
 
 
-def test_load_config_https_listen_port_follows_ssl_https_port() -> None:
+def test_load_config_https_listen_port_default() -> None:
     config = load_config({"SSL_HTTPS_PORT": "8443"})
 
     assert config.https_port == 8443

@@ -234,6 +234,7 @@ class Supervisor:
 
         The exit status is the primary child's: 0 when it exited with 0 or from
         our stop signal, its own code otherwise, 128+N when killed by signal N.
+        A child waiting out a restart backoff reports the status of its last exit.
         """
         deadline = time.monotonic() + self.stop_grace_s
         with self._lock:
