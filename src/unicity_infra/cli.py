@@ -23,8 +23,8 @@ from unicity_infra.settings import (
     DEFAULT_HAPROXY_NET,
     SERVICES,
     build_run_settings,
+    parse_connect,
     parse_docker_name,
-    parse_publish,
 )
 from unicity_infra.stack.plan import default_container_name
 from unicity_infra.stack.spec import DEFAULT_STACK
@@ -271,20 +271,107 @@ def probe_relay_command(context: Context, url: str, connect: str | None, ca_file
       unicity-infra probe relay wss://relay.localhost --connect 127.0.0.1:7443 --ca-file cert.pem
     """
     from unicity_infra.probes.relay import probe_relay
-    from unicity_infra.probes.report import render_json, render_text
     from unicity_infra.settings import parse_readable_file, parse_relay_url
 
     parse_relay_url(url, option="URL")
-    address = parse_publish(connect, option="--connect") if connect else None
-    ca_path = parse_readable_file(ca_file, option="--ca-file") if ca_file else None
-    report = probe_relay(url, connect=(address.host, address.port) if address else None,
-                         ca_file=ca_path, insecure=insecure, timeout_s=timeout_s)
+    report = probe_relay(url, connect=parse_connect(connect) if connect else None,
+                         ca_file=parse_readable_file(ca_file, option="--ca-file") if ca_file else None,
+                         insecure=insecure, timeout_s=timeout_s)
+    _print_reports(context, [report], json_output=json_output)
+
+
+@probe.command("aggregator", epilog=EXIT_CODES_HELP)
+@click.argument("url")
+@click.option("--connect", metavar="HOST:PORT", help="Connect here instead of resolving the URL's host; SNI and Host stay the URL's.")
+@click.option("--ca-file", help="Trust this CA (or self-signed certificate) file.")
+@click.option("--insecure", is_flag=True, help="Skip chain verification; SAN and expiry are still reported.")
+@click.option("--trust-base", "trust_base", metavar="FILE",
+              help="Genesis trust-base.json that /.well-known/trust-base.json must equal byte for byte.")
+@click.option("--deep", is_flag=True,
+              help="Also submit a signed certification request and wait for its proof with a unicity certificate.")
+@click.option("--height-wait", "height_wait_s", type=float, default=15.0, show_default=True,
+              help="Seconds within which the block height must rise.")
+@click.option("--proof-wait", "proof_wait_s", type=float, default=45.0, show_default=True,
+              help="Seconds --deep waits for the inclusion proof.")
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True, help="Seconds allowed per request.")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
+@pass_context
+def probe_aggregator_command(context: Context, url: str, connect: str | None, ca_file: str | None, insecure: bool,
+                             trust_base: str | None, deep: bool, height_wait_s: float, proof_wait_s: float,
+                             timeout_s: float, json_output: bool) -> None:
+    """Check an aggregator at URL (http:// or https://): TLS, /health, block height advancing,
+    trust base, and with --deep a certification request answered by an inclusion proof.
+
+    \b
+    Example:
+      unicity-infra probe aggregator https://aggregator.localhost --ca-file ca.pem --deep
+    """
+    from unicity_infra.probes.aggregator import parse_aggregator_url, probe_aggregator
+    from unicity_infra.settings import parse_readable_file
+
+    parse_aggregator_url(url)
+    report = probe_aggregator(
+        url,
+        connect=parse_connect(connect) if connect else None,
+        ca_file=parse_readable_file(ca_file, option="--ca-file") if ca_file else None,
+        insecure=insecure,
+        trust_base_file=parse_readable_file(trust_base, option="--trust-base") if trust_base else None,
+        deep=deep,
+        height_wait_s=height_wait_s,
+        proof_wait_s=proof_wait_s,
+        timeout_s=timeout_s,
+    )
+    _print_reports(context, [report], json_output=json_output)
+
+
+def _print_reports(context: Context, reports: list, *, json_output: bool) -> None:  # noqa: ANN001
+    """Print probe REPORTS; raise ProbeFailedError (exit 1) when any check failed."""
+    from unicity_infra.probes.report import render_json, render_text
+
     if json_output:
-        context.out.print(render_json([report]), markup=False, highlight=False)
+        context.out.print(render_json(reports), markup=False, highlight=False)
     else:
-        context.out.print(render_text([report], colour=is_interactive(sys.stdout)))
-    if not report.ok:
-        raise ProbeFailedError("relay probe failed")
+        context.out.print(render_text(reports, colour=is_interactive(sys.stdout)))
+    failed = [report.target for report in reports if not report.ok]
+    if failed:
+        raise ProbeFailedError(f"checks failed for {', '.join(failed)}")
+
+
+# trust base ----------------------------------------------------------------------------
+
+
+@cli.group("trust-base", epilog=EXIT_CODES_HELP)
+def trust_base_group() -> None:
+    """Inspect a BFT trust-base.json."""
+
+
+@trust_base_group.command("check", epilog=EXIT_CODES_HELP)
+@click.argument("file")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
+@pass_context
+def trust_base_check(context: Context, file: str, json_output: bool) -> None:
+    """Validate every field of FILE and print its network id, epoch, root nodes and SHA-256."""
+    from unicity_infra.probes.trust_base import decode_trust_base_document, trust_base_sha256, validate_trust_base
+    from unicity_infra.settings import parse_readable_file
+
+    path = parse_readable_file(file, option="FILE")
+    data = path.read_bytes()
+    document = decode_trust_base_document(data)
+    problems = validate_trust_base(document)
+    summary = {
+        "file": str(path), "ok": not problems, "problems": problems, "sha256": trust_base_sha256(data),
+        "networkId": document.get("networkId"), "epoch": document.get("epoch"),
+        "rootNodes": len(document.get("rootNodes") or []),
+    }
+    if json_output:
+        context.out.print(json.dumps(summary, indent=2), markup=False, highlight=False)
+    else:
+        for problem in problems:
+            context.out.print(f"✗ {problem}", markup=False)
+        context.out.print(f"networkId {summary['networkId']}, epoch {summary['epoch']}, "
+                          f"{summary['rootNodes']} root node(s), sha256 {summary['sha256']}", markup=False)
+    if problems:
+        raise ProbeFailedError(f"{path}: {len(problems)} invalid field(s)")
 
 
 # images -------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "parse_image_ref",
     "parse_readable_file",
     "parse_publish",
+    "parse_connect",
     "parse_bool",
     "parse_acme_server",
     "parse_relay_url",
@@ -281,6 +282,14 @@ def parse_publish(value: str, *, option: str = "--publish") -> PublishAddress:
     if not host or not re.match(r"^[0-9a-fA-F.:]+$", host):
         raise SettingsError(option, value, "expected [HOST:]PORT with HOST an IP address, e.g. 127.0.0.1:7443")
     return PublishAddress(host, parse_port(port, option=option))
+
+
+def parse_connect(value: str, *, option: str = "--connect") -> tuple[str, int]:
+    """Parse ``HOST:PORT`` for connecting somewhere other than a URL's host, e.g. ``127.0.0.1:7443``."""
+    if ":" not in value:
+        raise SettingsError(option, value, "expected HOST:PORT with HOST an IP address, e.g. 127.0.0.1:7443")
+    address = parse_publish(value, option=option)
+    return (address.host, address.port)
 
 
 def parse_bool(value: str | bool, *, option: str) -> bool:
