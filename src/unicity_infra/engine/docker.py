@@ -134,7 +134,9 @@ class DockerEngine:
         try:
             if container.status == "running":
                 container.stop(timeout=int(container.labels.get("org.unicity.infra.stop-timeout", "10")))
-            container.remove(force=True)
+            # v=True drops the anonymous volumes an image's VOLUME lines create;
+            # named volumes are never touched by it.
+            container.remove(force=True, v=True)
         except NotFound:
             pass
         except APIError as exc:
