@@ -52,7 +52,9 @@ DEBIAN_SUITES = frozenset(
 )
 
 # What ghcr.io/unicitynetwork/ssl-manager:latest installs on debian:trixie-slim,
-# plus what the wrapper images run: nginx, tini, sqlite3 and nodejs (faucet).
+# plus what the wrapper images run: nginx, tini, sqlite3 and nodejs (faucet),
+# and what the local edge runs: haproxy and pebble (the ACME test CA). One base
+# for all images keeps a single debootstrap and a single cache entry.
 # debootstrap does not resolve virtual packages, so python3-cffi-backend, which
 # python3-cryptography reaches only through a virtual package, is named here;
 # without it certbot fails to import.
@@ -60,12 +62,14 @@ BASE_PACKAGES: tuple[str, ...] = (
     "ca-certificates",
     "certbot",
     "curl",
+    "haproxy",
     "jq",
     "netcat-openbsd",
     "nginx-light",
     "nodejs",
     "openssl",
     "passwd",
+    "pebble",
     "procps",
     "python3",
     "python3-cffi-backend",
