@@ -326,5 +326,16 @@ def test_haproxy_messages_keeps_alerts_without_pid() -> None:
     assert haproxy_messages(output) == ["[ALERT] config : parsing [bad.cfg:2] : unknown keyword 'foo' in 'global' section"]
 
 
+def test_haproxy_messages_alerts_only() -> None:
+    output = [
+        "[WARNING]  (12608) : Paused frontend f.",
+        "[ALERT]    (12605) : Binding [cur.cfg:12] for frontend g: cannot bind socket (Address already in use)",
+    ]
+
+    assert haproxy_messages(output, alerts_only=True) == [
+        "[ALERT] Binding [cur.cfg:12] for frontend g: cannot bind socket (Address already in use)"
+    ]
+
+
 def test_haproxy_messages_falls_back_to_all_lines() -> None:
     assert haproxy_messages(["something odd", "  "]) == ["something odd"]

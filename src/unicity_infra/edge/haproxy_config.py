@@ -456,13 +456,18 @@ def check_config(path: Path, *, haproxy_bin: str = "haproxy", timeout_s: float =
 _MESSAGE_PID = re.compile(r"^\[(ALERT|WARNING)\]\s+\(\d+\)\s+:\s+")
 
 
-def haproxy_messages(output: Iterable[str]) -> list[str]:
+def haproxy_messages(output: Iterable[str], *, alerts_only: bool = False) -> list[str]:
     """Keep haproxy's ALERT and WARNING lines without the pid, e.g. ``[ALERT] config : parsing [...]``.
 
-    Returns every non-empty line when none of them is an ALERT or WARNING.
+    With ``alerts_only`` WARNING lines are dropped too. Returns every non-empty line when
+    nothing matches.
     """
     lines = [line.strip() for line in output if line.strip()]
-    kept = [_MESSAGE_PID.sub(lambda match: f"[{match.group(1)}] ", line) for line in lines if _MESSAGE_PID.match(line)]
+    kept = [
+        _MESSAGE_PID.sub(lambda match: f"[{match.group(1)}] ", line)
+        for line in lines
+        if _MESSAGE_PID.match(line) and (not alerts_only or line.startswith("[ALERT]"))
+    ]
     return kept or lines
 
 
@@ -703,7 +708,8 @@ class HAProxyProcess:
                 if status.failed_reloads > before.failed_reloads:
                     # The master prints its ALERT lines just before the CLI comes back.
                     time.sleep(0.1)
-                    raise ConfigRejectedError("reload", haproxy_messages(self.recent_output(first_line))[:30])
+                    # Old workers print "Paused"/"Resumed" warnings around a failed reload; the cause is in the ALERTs.
+                    raise ConfigRejectedError("reload", haproxy_messages(self.recent_output(first_line), alerts_only=True)[:30])
                 # The reload counter moves as the master re-executes; the new worker appears later.
                 if set(status.workers) - set(before.workers):
                     return
