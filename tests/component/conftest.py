@@ -196,6 +196,11 @@ class EntrypointRun:
             pytest.fail(f"entrypoint did not exit within {timeout_s:g} s; log:\n{self.log_text()}")
 
 
+def _port_or_zero(value: str) -> int:
+    """Return VALUE as a port, or 0 for the invalid values that bad-input tests pass."""
+    return int(value) if value.isdigit() else 0
+
+
 def base_entrypoint_env(root: Path, ports: list[int]) -> dict[str, str]:
     """Return an environment that runs the relay plan with the stand-in, unprivileged paths and ports PORTS."""
     http_port, https_port, status_port, service_port = ports
@@ -259,10 +264,11 @@ def start_entrypoint(tmp_path: Path, process_reaper: ProcessReaper) -> Callable[
             root=run_root,
             env=env,
             process=process,
-            http_port=ports[0],
-            https_port=ports[1],
-            status_port=ports[2],
-            service_port=ports[3],
+            # Read back from the environment, because OVERRIDES may replace a picked port.
+            http_port=_port_or_zero(env["UNICITY_HTTP_PORT"]),
+            https_port=_port_or_zero(env["UNICITY_HTTPS_PORT"]),
+            status_port=_port_or_zero(env["UNICITY_STATUS_PORT"]),
+            service_port=_port_or_zero(env["RELAY_PORT"]),
             log_file=log_file,
         )
 

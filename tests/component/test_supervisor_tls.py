@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from tests.component.conftest import EntrypointRun, http_get, wait_until
+from tests.component.conftest import EntrypointRun, http_get, pick_free_ports, wait_until
 from tests.component.probes_support import find_relay_binary
 
 pytestmark = pytest.mark.component
@@ -209,27 +209,32 @@ def test_second_start_renews_certificate_inside_threshold(start_entrypoint: Star
     assert second.stop() == 0
 
 
-def test_certificate_failure_optional_serves_plain_http(start_entrypoint: StartEntrypoint) -> None:
-    # Without SSL_TEST_MODE this build has no way to obtain a certificate.
-    run = start_entrypoint(SSL_DOMAIN=DOMAIN, SSL_REQUIRED="false")
+def closed_acme_server() -> str:
+    """Return an ACME directory URL on a loopback port where nothing listens."""
+    return f"https://127.0.0.1:{pick_free_ports(1)[0]}/dir"
 
-    document = run.wait_running()
+
+def test_certificate_failure_optional_serves_plain_http(start_entrypoint: StartEntrypoint) -> None:
+    run = start_entrypoint(SSL_DOMAIN=DOMAIN, SSL_REQUIRED="false", ACME_SERVER=closed_acme_server())
+
+    document = run.wait_running(timeout_s=60)
     status, _, body = http_get(run.http_port, "/", headers={"Host": DOMAIN, "Accept": "application/nostr+json"})
 
     assert document["tls"] is False
     assert status == 200
     assert json.loads(body)["software"] == "fake_relay_standin"
-    assert "ACME issuance is not available in this build" in run.log_text()
+    assert "certbot exited with status 1" in run.log_text()
+    assert "SSL_REQUIRED=false" in run.log_text()
     assert run.stop() == 0
 
 
 def test_certificate_failure_required_exits_11(start_entrypoint: StartEntrypoint) -> None:
-    run = start_entrypoint(SSL_DOMAIN=DOMAIN)
+    run = start_entrypoint(SSL_DOMAIN=DOMAIN, ACME_SERVER=closed_acme_server())
 
-    status = run.wait_exit(timeout_s=20)
+    status = run.wait_exit(timeout_s=60)
 
     assert status == 11
-    assert f"certificate for {DOMAIN} could not be obtained" in run.log_text()
+    assert f"certificate for {DOMAIN} could not be obtained: certbot exited" in run.log_text()
     assert run.events() == []
 
 

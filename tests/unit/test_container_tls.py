@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from unicity_infra.container.config import SupervisorConfig, load_config
 from unicity_infra.container.tls import (
     CertificateState,
+    certbot_command,
     certificate_paths,
     parse_x509_text,
     render_openssl_request_config,
     renewal_reason,
+    set_aside_unmanaged_certificate,
 )
 
 OPENSSL_OUTPUT = """\
@@ -98,3 +101,64 @@ def test_render_openssl_request_config_names() -> None:
     assert "subjectAltName = DNS:relay.example.org, DNS:nostr.example.org\n" in config
     assert "basicConstraints = critical, CA:FALSE\n" in config
     assert "extendedKeyUsage = serverAuth\n" in config
+
+
+def acme_config(**environ: str) -> SupervisorConfig:
+    return load_config({"SSL_DOMAIN": "relay.example.org", **environ})
+
+
+def test_certbot_command_webroot_and_names() -> None:
+    config = acme_config(SSL_DOMAIN_ALIASES="nostr.example.org")
+
+    command = certbot_command(config, work_dir=Path("/run/w"), logs_dir=Path("/run/l"))
+
+    assert command[:2] == ["/usr/bin/certbot", "certonly"]
+    assert "--non-interactive" in command
+    assert command[command.index("--webroot-path") + 1] == "/var/www/acme-challenge"
+    assert command[command.index("--config-dir") + 1] == "/etc/letsencrypt"
+    assert command[command.index("--cert-name") + 1] == "relay.example.org"
+    assert [command[index + 1] for index, arg in enumerate(command) if arg == "-d"] == ["relay.example.org", "nostr.example.org"]
+    assert "--register-unsafely-without-email" in command
+    assert "--staging" not in command
+    assert "--server" not in command
+
+
+def test_certbot_command_email_staging() -> None:
+    command = certbot_command(
+        acme_config(SSL_ADMIN_EMAIL="ops@example.org", SSL_STAGING="true"), work_dir=Path("/w"), logs_dir=Path("/l")
+    )
+
+    assert command[command.index("--email") + 1] == "ops@example.org"
+    assert "--register-unsafely-without-email" not in command
+    assert "--staging" in command
+
+
+def test_certbot_command_acme_server_wins_over_staging() -> None:
+    command = certbot_command(
+        acme_config(ACME_SERVER="https://pebble:14000/dir", SSL_STAGING="true"), work_dir=Path("/w"), logs_dir=Path("/l")
+    )
+
+    assert command[command.index("--server") + 1] == "https://pebble:14000/dir"
+    assert "--staging" not in command
+
+
+def test_set_aside_unmanaged_certificate_moves_test_mode_files(tmp_path: Path) -> None:
+    live = tmp_path / "live" / "relay.example.org"
+    live.mkdir(parents=True)
+    (live / "fullchain.pem").write_text("self-signed")
+
+    moved_to = set_aside_unmanaged_certificate(tmp_path, "relay.example.org", now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+
+    assert moved_to == tmp_path / "replaced" / "relay.example.org-20260102T030405Z"
+    assert (moved_to / "live" / "fullchain.pem").read_text() == "self-signed"
+    assert not live.exists()
+
+
+def test_set_aside_unmanaged_certificate_keeps_certbot_lineage(tmp_path: Path) -> None:
+    live = tmp_path / "live" / "relay.example.org"
+    live.mkdir(parents=True)
+    (tmp_path / "renewal").mkdir()
+    (tmp_path / "renewal" / "relay.example.org.conf").write_text("[renewalparams]\n")
+
+    assert set_aside_unmanaged_certificate(tmp_path, "relay.example.org") is None
+    assert live.exists()

@@ -109,6 +109,7 @@ class SupervisorConfig:
     nginx_binary: Path = Path("/usr/sbin/nginx")
     nginx_user: str | None = None
     openssl_binary: Path = Path("/usr/bin/openssl")
+    certbot_binary: Path = Path("/usr/bin/certbot")
     service_uid: int | None = None
     service_gid: int | None = None
 
@@ -167,6 +168,7 @@ def load_config(environ: Mapping[str, str]) -> SupervisorConfig:
         # nginx honours "user" only when its master runs as root; Debian's nginx runs its workers as www-data.
         nginx_user=read_str(environ, "UNICITY_NGINX_USER") or ("www-data" if running_as_root else None),
         openssl_binary=read_path(environ, "UNICITY_OPENSSL_BIN") or Path("/usr/bin/openssl"),
+        certbot_binary=read_path(environ, "UNICITY_CERTBOT_BIN") or Path("/usr/bin/certbot"),
         service_uid=read_int(environ, "UNICITY_SERVICE_UID", None, minimum=0, maximum=2**31 - 1),
         service_gid=read_int(environ, "UNICITY_SERVICE_GID", None, minimum=0, maximum=2**31 - 1),
     )

@@ -48,6 +48,7 @@ __all__ = [
     "write_config_files",
     "fetch_own_health",
     "wait_for_proxy",
+    "wait_for_redirect",
     "start_nginx",
     "obtain_certificate",
     "switch_to_tls",
@@ -114,7 +115,7 @@ def check_tools(config: SupervisorConfig, plan: ServicePlan) -> None:
         ("nginx", Path(config.nginx_binary), "install nginx-light or set UNICITY_NGINX_BIN"),
         (plan.name, Path(plan.command[0]), "check the image build, which installs it"),
     ]
-    if config.tls_requested and config.ssl_test_mode:
+    if config.tls_requested:
         programs.append(("openssl", config.openssl_binary, "install openssl or set UNICITY_OPENSSL_BIN"))
     for tool, path, hint in programs:
         if not (path.is_file() and os.access(path, os.X_OK)):
@@ -222,6 +223,30 @@ def wait_for_proxy(
     return False
 
 
+def wait_for_redirect(
+    host: str,
+    port: int,
+    *,
+    server_name: str,
+    timeout_s: float,
+    is_cancelled: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Return True once ``GET /`` on HOST:PORT with Host SERVER_NAME returns a 301; False after TIMEOUT_S."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not is_cancelled():
+        connection = http.client.HTTPConnection(host, port, timeout=1.0)
+        try:
+            connection.request("GET", "/", headers={"Host": server_name})
+            if connection.getresponse().status == 301:
+                return True
+        except (OSError, http.client.HTTPException) as exc:
+            logger.debug("redirect check on %s:%d failed: %s", host, port, exc)
+        finally:
+            connection.close()
+        time.sleep(0.1)
+    return False
+
+
 def start_nginx(config: SupervisorConfig, site: NginxSite, supervisor: Supervisor, *, boot_id: str) -> None:
     """Install the plain-HTTP configuration, start nginx and wait until it serves on its HTTP port.
 
@@ -277,6 +302,14 @@ def switch_to_tls(
     )
     if not served and not supervisor.stop_requested:
         raise ReloadError(str(site.conf_file), f"nginx did not serve TLS on port {site.https_port} within {_PROXY_WAIT_S:g} s")
+
+    # Workers of the old configuration may still take a few new connections on
+    # port 80 after the reload; report TLS only once port 80 redirects.
+    redirected = wait_for_redirect(
+        host, site.http_port, server_name=certificate.domain, timeout_s=_PROXY_WAIT_S, is_cancelled=is_cancelled
+    )
+    if not redirected and not supervisor.stop_requested:
+        raise ReloadError(str(site.conf_file), f"port {site.http_port} did not start redirecting within {_PROXY_WAIT_S:g} s")
     logger.info("serving TLS domain=%s port=%d", certificate.domain, site.https_port)
 
 

@@ -5,7 +5,6 @@ SupervisorError              base; the entrypoint logs the message and exits wit
 ├── ToolMissingError         a program the plan needs is not installed (exit 1)
 ├── ProxyNotListeningError   nginx did not open its port in time (exit 1)
 ├── CertificateError         no usable certificate could be read or obtained (exit 11)
-│   └── AcmeUnavailableError ACME issuance is requested but not built in yet (exit 11)
 └── ReloadError              nginx rejected a configuration or did not apply it (exit 14)
 
 The codes follow ssl-manager's: 0 ok, 1 missing tool or proxy not listening,
@@ -28,7 +27,6 @@ __all__ = [
     "ToolMissingError",
     "ProxyNotListeningError",
     "CertificateError",
-    "AcmeUnavailableError",
     "ReloadError",
 ]
 
@@ -94,18 +92,6 @@ class CertificateError(SupervisorError):
         self.domain = domain
         self.reason = reason
         super().__init__(f"certificate for {domain} could not be obtained: {reason}")
-
-
-class AcmeUnavailableError(CertificateError):
-    """ACME issuance through certbot is requested, but this build does not include it."""
-
-    def __init__(self, domain: str) -> None:
-        super().__init__(
-            domain,
-            "ACME issuance is not available in this build; set SSL_TEST_MODE=true for a "
-            "self-signed certificate, provide a valid certificate in the certificate "
-            "directory, or set SSL_REQUIRED=false to serve plain HTTP",
-        )
 
 
 class ReloadError(SupervisorError):

@@ -2,8 +2,8 @@
 
 Certificates live where certbot keeps them, ``<cert root>/live/<domain>/``
 ``{fullchain.pem,privkey.pem}``, so a later certbot run finds the same layout.
-This slice issues self-signed certificates (``SSL_TEST_MODE``); ACME issuance
-through certbot is a named stub that raises AcmeUnavailableError.
+Certificates come from an ACME server through certbot's webroot method, or are
+self-signed when ``SSL_TEST_MODE`` is on.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from unicity_infra.container.config import SupervisorConfig
-from unicity_infra.container.errors import AcmeUnavailableError, CertificateError, ToolMissingError
+from unicity_infra.container.errors import CertificateError, ToolMissingError
 
 __all__ = [
     "SELF_SIGNED_VALID_DAYS",
@@ -29,6 +29,8 @@ __all__ = [
     "renewal_reason",
     "render_openssl_request_config",
     "issue_self_signed",
+    "certbot_command",
+    "set_aside_unmanaged_certificate",
     "issue_acme_certificate",
     "ensure_certificate",
 ]
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 SELF_SIGNED_VALID_DAYS = 90
 _OPENSSL_TIMEOUT_S = 30.0
+# Let's Encrypt usually validates within seconds; the cap only stops a hung certbot.
+_CERTBOT_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -225,13 +229,95 @@ def issue_self_signed(
     return state
 
 
-def issue_acme_certificate(config: SupervisorConfig) -> CertificateState:
-    """Obtain a certificate from the ACME server through certbot's HTTP-01 webroot method.
+def certbot_command(config: SupervisorConfig, *, work_dir: Path, logs_dir: Path) -> list[str]:
+    """Return the ``certbot certonly`` argv that obtains the configured names through the webroot.
 
-    Raises AcmeUnavailableError: this build does not include ACME issuance yet.
+    The supervisor has already decided a new certificate is due, so the command
+    forces issuance instead of applying certbot's own renewal threshold.
     """
-    # TODO: run certbot certonly --webroot against ACME_SERVER; remove this stub when it does.
-    raise AcmeUnavailableError(config.domain or "")
+    assert config.domain is not None
+    command = [
+        str(config.certbot_binary), "certonly", "--non-interactive", "--agree-tos",
+        "--webroot", "--webroot-path", str(config.webroot),
+        "--cert-name", config.domain,
+        "--config-dir", str(config.cert_root), "--work-dir", str(work_dir), "--logs-dir", str(logs_dir),
+        "--key-type", "ecdsa", "--elliptic-curve", "secp256r1",
+        "--force-renewal",
+    ]
+    for name in config.server_names:
+        command += ["-d", name]
+    if config.admin_email:
+        command += ["--email", config.admin_email, "--no-eff-email"]
+    else:
+        command.append("--register-unsafely-without-email")
+    if config.acme_server:
+        command += ["--server", config.acme_server]
+    elif config.ssl_staging:
+        command.append("--staging")
+    return command
+
+
+def set_aside_unmanaged_certificate(cert_root: Path, domain: str, *, now: datetime | None = None) -> Path | None:
+    """Move DOMAIN's live and archive directories aside when certbot does not manage them.
+
+    certbot refuses to create a lineage over an existing ``live/<domain>`` that has
+    no ``renewal/<domain>.conf``, which is what a test-mode certificate leaves.
+    Returns the directory they were moved to, or None when nothing was moved.
+    """
+    if (cert_root / "renewal" / f"{domain}.conf").exists():
+        return None
+    leftovers = [path for path in (cert_root / "live" / domain, cert_root / "archive" / domain) if path.exists()]
+    if not leftovers:
+        return None
+
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    destination = cert_root / "replaced" / f"{domain}-{stamp}"
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in leftovers:
+        os.replace(path, destination / path.parent.name)
+    logger.info("moved certificate files not managed by certbot domain=%s to=%s", domain, destination)
+    return destination
+
+
+def issue_acme_certificate(config: SupervisorConfig) -> CertificateState:
+    """Obtain a certificate from the ACME server with certbot's HTTP-01 webroot method.
+
+    nginx must already serve the webroot on port 80. Raises CertificateError when
+    certbot fails or leaves no certificate, and ToolMissingError without certbot.
+    """
+    assert config.domain is not None
+    work_dir = config.run_dir / "certbot" / "work"
+    logs_dir = config.run_dir / "certbot" / "logs"
+    command = certbot_command(config, work_dir=work_dir, logs_dir=logs_dir)
+    env = dict(os.environ)
+    if config.acme_ca_bundle is not None:
+        # certbot talks to the ACME server through requests, which reads its trust store from here.
+        env["REQUESTS_CA_BUNDLE"] = str(config.acme_ca_bundle)
+
+    set_aside_unmanaged_certificate(config.cert_root, config.domain)
+    logger.info(
+        "requesting certificate domain=%s names=%s server=%s",
+        config.domain, ",".join(config.server_names), config.acme_server or ("staging" if config.ssl_staging else "default"),
+    )
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=_CERTBOT_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise ToolMissingError("certbot", command[0], "install certbot or set UNICITY_CERTBOT_BIN") from None
+    except subprocess.TimeoutExpired:
+        raise CertificateError(config.domain, f"certbot did not finish within {_CERTBOT_TIMEOUT_S:g} s") from None
+
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise CertificateError(
+            config.domain,
+            f"certbot exited with status {result.returncode}; its last lines follow, and the full log is in "
+            f"{logs_dir}/letsencrypt.log:\n{tail}",
+        )
+    state = read_certificate_state(config.domain, config.cert_root, openssl=config.openssl_binary)
+    if state is None:
+        raise CertificateError(config.domain, f"certbot succeeded but {certificate_paths(config.cert_root, config.domain)[0]} is missing")
+    logger.info("certificate obtained domain=%s expires=%s", config.domain, state.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return state
 
 
 def ensure_certificate(config: SupervisorConfig) -> CertificateState:
