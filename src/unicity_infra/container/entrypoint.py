@@ -330,6 +330,9 @@ def run(config: SupervisorConfig, plan: ServicePlan, *, supervisor: Supervisor |
         write_config_files(plan)
         start_nginx(config, site, supervisor, boot_id=runtime.boot_id)
 
+        # TODO: renew while running (certbot renew, then reload nginx); today the
+        # certificate is checked only at start, so a container must restart within
+        # SSL_CERT_RENEW_DAYS of expiry to pick up a new one.
         if config.tls_requested and not supervisor.stop_requested:
             runtime.certificate = obtain_certificate(config)
         if runtime.certificate is not None and not supervisor.stop_requested:
