@@ -160,14 +160,20 @@ def test_edge_api_health_and_edge_info(edge: EdgeProcess) -> None:
     assert health["status"] == "ok"
     assert health["haproxy"]["running"] is True  # type: ignore[index]
     assert status == 200
-    assert info == {"acme_directory": None, "ca_bundle_url": None, "ca_bundle_path": None}
+    assert info == {"acme_directory": None, "ca_bundle_url": None, "ca_bundle_path": None,
+                    "ca_bundle_pem": None, "acme_ca_pem": None}
 
 
 def test_edge_api_advertises_acme_and_ca(tmp_path: Path, process_reaper: ProcessReaper) -> None:
+    roots = tmp_path / "roots.pem"
+    roots.write_text("-----BEGIN CERTIFICATE-----\nroots\n-----END CERTIFICATE-----\n")
+    acme_ca = tmp_path / "acme-ca.pem"
+    acme_ca.write_text("-----BEGIN CERTIFICATE-----\nlistener\n-----END CERTIFICATE-----\n")
     extra = [
         "--acme-directory", "https://pebble.test:14000/dir",
         "--ca-bundle-url", "http://edge.test:8404/ca.pem",
-        "--ca-bundle-path", "/var/lib/unicity-edge/ca.pem",
+        "--ca-bundle-path", str(roots),
+        "--acme-ca-file", str(acme_ca),
     ]
     edge = start_edge_process(tmp_path, process_reaper, extra_args=extra)
 
@@ -176,7 +182,9 @@ def test_edge_api_advertises_acme_and_ca(tmp_path: Path, process_reaper: Process
         {
             "acme_directory": "https://pebble.test:14000/dir",
             "ca_bundle_url": "http://edge.test:8404/ca.pem",
-            "ca_bundle_path": "/var/lib/unicity-edge/ca.pem",
+            "ca_bundle_path": str(roots),
+            "ca_bundle_pem": roots.read_text(),
+            "acme_ca_pem": acme_ca.read_text(),
         },
     )
 

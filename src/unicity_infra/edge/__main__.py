@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ca-bundle-path", default=_env("EDGE_CA_BUNDLE_PATH", None),
                         help="path of the CA bundle advertised by GET /v1/edge (EDGE_CA_BUNDLE_PATH)")
 
+    parser.add_argument("--acme-ca-file", default=_env("EDGE_ACME_CA_FILE", None),
+                        help="CA file that verifies the ACME directory's HTTPS, sent inline by GET /v1/edge "
+                             "(EDGE_ACME_CA_FILE)")
+
     parser.add_argument("--log-level", default=_env("EDGE_LOG_LEVEL", "INFO"),
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level (EDGE_LOG_LEVEL, default INFO)")
     return parser
@@ -128,6 +132,7 @@ def build_service(options: argparse.Namespace) -> EdgeService:
         acme_directory=options.acme_directory,
         ca_bundle_url=options.ca_bundle_url,
         ca_bundle_path=options.ca_bundle_path,
+        acme_ca_file=options.acme_ca_file,
     )
     return EdgeService(
         state_path=state_dir / "backends.json",

@@ -55,18 +55,37 @@ Renderer = Callable[[Sequence[Backend]], str]
 
 @dataclass(frozen=True)
 class EdgeInfo:
-    """Certificate sources advertised by ``GET /v1/edge``: the ACME directory and the CA bundle that signs its certificates."""
+    """Certificate sources advertised by ``GET /v1/edge``.
+
+    ``acme_directory`` is the ACME CA services should use, ``acme_ca_file`` the CA
+    that verifies that directory's own HTTPS, and ``ca_bundle_path`` the roots that
+    sign the certificates it issues. The two files are sent inline as PEM text,
+    read at each request because a restarted CA adds a root.
+    """
 
     acme_directory: str | None = None
     ca_bundle_url: str | None = None
     ca_bundle_path: str | None = None
+    acme_ca_file: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "acme_directory": self.acme_directory,
             "ca_bundle_url": self.ca_bundle_url,
             "ca_bundle_path": self.ca_bundle_path,
+            "ca_bundle_pem": _read_pem(self.ca_bundle_path),
+            "acme_ca_pem": _read_pem(self.acme_ca_file),
         }
+
+
+def _read_pem(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        logger.warning("cannot read advertised CA file path=%s error=%s", path, exc)
+        return None
 
 
 class EdgeService:

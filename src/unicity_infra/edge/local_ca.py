@@ -93,12 +93,20 @@ def ensure_listener_certificate(directory: Path, names: list[str]) -> tuple[Path
         return ca_file, cert, key
 
     if not ca_file.exists():
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs its key usage marked.
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_file),
-                 "-days", "3650", "-subj", "/CN=unicity-infra local ACME listener CA")
+                 "-days", "3650", "-subj", "/CN=unicity-infra local ACME listener CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     csr = directory / "listener.csr"
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={names[0]}")
     extensions = directory / "listener.ext"
-    extensions.write_text("subjectAltName=" + ",".join(_san_entry(name) for name in names) + "\n")
+    extensions.write_text(
+        "subjectAltName=" + ",".join(_san_entry(name) for name in names) + "\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "basicConstraints=critical,CA:FALSE\n"
+    )
     _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_file), "-CAkey", str(ca_key), "-CAcreateserial",
              "-out", str(cert), "-days", "3650", "-extfile", str(extensions))
     names_file.write_text(json.dumps(names))
