@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -21,6 +22,7 @@ from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import (
     DEFAULT_HAPROXY_HOST,
     DEFAULT_HAPROXY_NET,
+    IMAGES,
     SERVICES,
     build_run_settings,
     parse_connect,
@@ -219,6 +221,10 @@ def down(context: Context, services: tuple[str, ...], wipe: bool, wipe_certifica
     progress = context.progress(json_output=json_output)
     removed = take_down(context.engine(), stack=context.stack, services=list(services),
                         wipe=wipe, wipe_certificates=wipe_certificates, progress=progress)
+    _print_removed(context, removed, json_output=json_output)
+
+
+def _print_removed(context: Context, removed: dict[str, list[str]], *, json_output: bool) -> None:
     if json_output:
         context.out.print_json(json.dumps(removed))
     elif not any(removed.values()):
@@ -374,6 +380,111 @@ def trust_base_check(context: Context, file: str, json_output: bool) -> None:
         raise ProbeFailedError(f"{path}: {len(problems)} invalid field(s)")
 
 
+# edge -----------------------------------------------------------------------------------
+
+
+@cli.group(epilog=EXIT_CODES_HELP)
+def edge() -> None:
+    """Run a local edge: HAProxy with the /v1/backends registration API and Pebble as ACME CA.
+
+    It joins the Docker network haproxy-net under the alias haproxy with the API
+    on port 8404, the production defaults, so 'run' needs no edge flags.
+    """
+
+
+@edge.command("up", epilog=EXIT_CODES_HELP)
+@click.option("--publish-address", default="127.0.0.1", show_default=True,
+              help="Host address the edge's ports are published on.")
+@click.option("--http-port", default="80", show_default=True, help="Host port of HAProxy's HTTP frontend (routed by Host).")
+@click.option("--https-port", default="443", show_default=True,
+              help="Host port of HAProxy's TLS passthrough frontend (routed by SNI).")
+@click.option("--api-port", default="8404", show_default=True, help="Host port of the registration API.")
+@click.option("--network", default=DEFAULT_HAPROXY_NET, show_default=True, help="Docker network shared with the services.")
+@click.option("--alias", default=DEFAULT_HAPROXY_HOST, show_default=True, help="Name the edge answers to on that network.")
+@click.option("--api-key-file", help="Require this bearer key (a file holding it) on every API call.")
+@click.option("--require-key", is_flag=True,
+              help="Require a bearer key, generated once into the edge's state directory; 'edge status' names the file.")
+@click.option("--image", help="Edge image to run.  [default: unicity-infra/edge:VERSION]")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout; no progress output.")
+@pass_context
+def edge_up_command(context: Context, publish_address: str, http_port: str, https_port: str, api_port: str,
+                    network: str, alias: str, api_key_file: str | None, require_key: bool, image: str | None,
+                    json_output: bool) -> None:
+    """Start the local edge (replacing ours if it runs) and wait until its API answers."""
+    from unicity_infra.commands.edge import edge_up, generate_api_key
+    from unicity_infra.settings import (
+        parse_domain_or_host,
+        parse_image_ref,
+        parse_ip_address,
+        parse_network_name,
+        parse_port,
+        parse_readable_file,
+        wrapper_image,
+    )
+    from unicity_infra.stack.edge import EdgeSettings
+
+    if api_key_file and require_key:
+        raise SettingsError("--require-key", True, "it cannot be combined with --api-key-file; drop one of them")
+    settings = EdgeSettings(
+        network=parse_network_name(network, option="--network"),
+        alias=parse_domain_or_host(alias, option="--alias"),
+        publish_host=parse_ip_address(publish_address, option="--publish-address"),
+        http_port=parse_port(http_port, option="--http-port"),
+        https_port=parse_port(https_port, option="--https-port"),
+        api_port=parse_port(api_port, option="--api-port"),
+        image=parse_image_ref(image) if image else wrapper_image("edge"),
+        api_key_file=parse_readable_file(api_key_file, option="--api-key-file") if api_key_file else None,
+    )
+    if require_key:
+        settings = replace(settings, api_key_file=generate_api_key(context.stack))
+
+    progress = context.progress(json_output=json_output)
+    try:
+        status = edge_up(context.engine(), settings, stack=context.stack, progress=progress)
+    finally:
+        if isinstance(progress, TerminalProgress):
+            progress.close()
+    _print_edge_status(context, status, json_output=json_output)
+
+
+@edge.command("status", epilog=EXIT_CODES_HELP)
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
+@click.option("--show-key", is_flag=True, help="Also print the API key itself (it is otherwise only in its file).")
+@pass_context
+def edge_status_command(context: Context, json_output: bool, show_key: bool) -> None:
+    """Show the edge: state, API URL, ACME directory, the CA bundle clients must trust, key file."""
+    from unicity_infra.commands.edge import edge_status
+
+    status = edge_status(context.engine(), stack=context.stack)
+    if status is None:
+        raise InfraError(f"no local edge runs in stack {context.stack!r}; start one with 'unicity-infra edge up'")
+    _print_edge_status(context, status, json_output=json_output, show_key=show_key)
+
+
+@edge.command("down", epilog=EXIT_CODES_HELP)
+@click.option("--wipe", is_flag=True, help="Also remove the edge's state: registrations and the CA roots it issued from.")
+@click.option("--json", "json_output", is_flag=True, help="Print what was removed as one JSON document.")
+@pass_context
+def edge_down_command(context: Context, wipe: bool, json_output: bool) -> None:
+    """Stop and remove the local edge; the shared network goes too once no container uses it."""
+    from unicity_infra.commands.edge import edge_down
+
+    removed = edge_down(context.engine(), stack=context.stack, wipe=wipe,
+                        progress=context.progress(json_output=json_output))
+    _print_removed(context, removed, json_output=json_output)
+
+
+def _print_edge_status(context: Context, status, *, json_output: bool, show_key: bool = False) -> None:  # noqa: ANN001
+    document = status.to_json()
+    if show_key and status.key_file:
+        document["key"] = Path(status.key_file).read_text().strip()
+    if json_output:
+        context.out.print_json(json.dumps(document))
+        return
+    for key, value in document.items():
+        context.out.print(f"{key:15} {'-' if value is None else value}", markup=False)
+
+
 # images -------------------------------------------------------------------------------
 
 
@@ -383,13 +494,13 @@ def images() -> None:
 
 
 @images.command("build", epilog=EXIT_CODES_HELP)
-@click.argument("services", nargs=-1, type=click.Choice(SERVICES))
+@click.argument("services", nargs=-1, type=click.Choice(IMAGES))
 @click.option("--offline", is_flag=True,
               help="Build the base from Debian packages and the upstream images from source (crates.io) instead of pulling.")
 @click.option("--json", "json_output", is_flag=True, help="Print the built tags as one JSON document; no progress output.")
 @pass_context
 def images_build(context: Context, services: tuple[str, ...], offline: bool, json_output: bool) -> None:
-    """Build the wrapper images of SERVICES (default: all).
+    """Build the images of SERVICES (default: all, including the local edge).
 
     Offline builds are cached outside the clone (UNICITY_INFRA_CACHE, default
     ~/.cache/unicity-infra) and keyed by recipe, so a second build is quick.
@@ -398,7 +509,7 @@ def images_build(context: Context, services: tuple[str, ...], offline: bool, jso
 
     progress = context.progress(json_output=json_output)
     try:
-        tags = build_images(list(services or SERVICES), offline=offline, progress=progress)
+        tags = build_images(list(services or IMAGES), offline=offline, progress=progress)
     finally:
         if isinstance(progress, TerminalProgress):
             progress.close()

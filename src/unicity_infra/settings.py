@@ -7,6 +7,7 @@ are pinned here and nowhere else.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -34,6 +35,7 @@ __all__ = [
     "parse_readable_file",
     "parse_publish",
     "parse_connect",
+    "parse_ip_address",
     "parse_bool",
     "parse_acme_server",
     "parse_relay_url",
@@ -49,6 +51,8 @@ UPSTREAM_IMAGES: dict[str, str] = {
 }
 
 SERVICES = ("relay",)
+# Images 'images build' makes: one per service plus the local edge.
+IMAGES = (*SERVICES, "edge")
 
 # Ports the wrapper images listen on inside the container.
 CONTAINER_HTTP_PORT = 80
@@ -282,6 +286,14 @@ def parse_publish(value: str, *, option: str = "--publish") -> PublishAddress:
     if not host or not re.match(r"^[0-9a-fA-F.:]+$", host):
         raise SettingsError(option, value, "expected [HOST:]PORT with HOST an IP address, e.g. 127.0.0.1:7443")
     return PublishAddress(host, parse_port(port, option=option))
+
+
+def parse_ip_address(value: str, *, option: str) -> str:
+    """Return VALUE if it is an IPv4 or IPv6 address, e.g. ``127.0.0.1``."""
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        raise SettingsError(option, value, "expected an IP address such as 127.0.0.1") from None
 
 
 def parse_connect(value: str, *, option: str = "--connect") -> tuple[str, int]:

@@ -21,13 +21,16 @@ def take_down(
 
     Data volumes go only with WIPE and certificate volumes only with
     WIPE_CERTIFICATES. Shared networks such as haproxy-net are never removed.
-    A second call finds nothing and removes nothing.
+    The local edge is left running; 'edge down' removes it. A second call finds
+    nothing and removes nothing.
     """
     selected = services or [None]
     removed: dict[str, list[str]] = {"containers": [], "volumes": [], "networks": []}
 
     for service in selected:
         for info in engine.list_containers(stack=stack, service=service):
+            if service is None and info.service == "edge":
+                continue  # the shared edge goes only with 'edge down'
             if engine.remove_container(info.name, progress=progress):
                 removed["containers"].append(info.name)
 
@@ -40,7 +43,6 @@ def take_down(
 
     if not services:
         for network in engine.list_networks(stack=stack):
-            engine.remove_network(network, progress=progress)
-            if network not in engine.list_networks(stack=stack):
+            if engine.remove_network(network, progress=progress):
                 removed["networks"].append(network)
     return removed

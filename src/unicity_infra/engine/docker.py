@@ -181,6 +181,7 @@ class DockerEngine:
             port_bindings=port_bindings or None,
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy != "no" else None,
             network_mode=spec.primary_network,
+            extra_hosts=dict(spec.extra_hosts) or None,
         )
         networking_config = None
         if spec.primary_network:
@@ -353,32 +354,61 @@ class DockerEngine:
             filters.append(f"{LABEL_STACK}={stack}")
         return sorted(network.name for network in self.client.networks.list(filters={"label": filters}))
 
-    def remove_network(self, name: str, *, progress: Progress = SILENT) -> None:
-        """Remove network NAME unless containers other than ours still use it."""
+    def remove_network(self, name: str, *, progress: Progress = SILENT) -> bool:
+        """Remove network NAME unless containers still use it; return whether it was removed."""
         try:
             network = self.client.networks.get(name)
             network.reload()
         except NotFound:
-            return
+            return False
         if network.attrs.get("Containers"):
             logger.info("keeping network still in use name=%s", name)
-            return
+            return False
         progress.action(f"docker network rm {name}")
         try:
             network.remove()
         except APIError as exc:
             logger.warning("could not remove network name=%s error=%s", name, exc.explanation)
+            return False
+        return True
 
-    def network_has_alias(self, network: str, alias: str) -> bool:
-        """Return whether a running container on NETWORK answers to ALIAS (name or network alias)."""
+    def network_role(self, name: str) -> str | None:
+        """Return the role label of our network NAME, or None."""
+        try:
+            labels = self.client.networks.get(name).attrs.get("Labels") or {}
+        except NotFound:
+            return None
+        return labels.get(LABEL_ROLE) if _managed(labels) else None
+
+    def container_address(self, name: str, network: str) -> str | None:
+        """Return the IPv4 address of container NAME on NETWORK, or None."""
+        try:
+            attrs = self.api.inspect_container(name)
+        except NotFound:
+            return None
+        endpoint = attrs["NetworkSettings"]["Networks"].get(network) or {}
+        return endpoint.get("IPAddress") or None
+
+    def find_by_alias(self, network: str, alias: str) -> str | None:
+        """Return the name of the running container that answers to ALIAS on NETWORK, or None."""
         try:
             attached = self.client.networks.get(network).attrs.get("Containers") or {}
         except NotFound:
-            return False
+            return None
         for container_id in attached:
             attrs = self.api.inspect_container(container_id)
             endpoint = attrs["NetworkSettings"]["Networks"].get(network) or {}
             names = {attrs["Name"].lstrip("/"), attrs["Config"]["Hostname"], *(endpoint.get("Aliases") or [])}
             if alias in names and attrs["State"]["Status"] == "running":
-                return True
-        return False
+                return attrs["Name"].lstrip("/")
+        return None
+
+    def container_labels(self, name: str) -> dict[str, str]:
+        try:
+            return self.api.inspect_container(name)["Config"]["Labels"] or {}
+        except NotFound:
+            return {}
+
+    def network_has_alias(self, network: str, alias: str) -> bool:
+        """Return whether a running container on NETWORK answers to ALIAS (name or network alias)."""
+        return self.find_by_alias(network, alias) is not None

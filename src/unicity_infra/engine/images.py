@@ -39,7 +39,7 @@ from unicity_infra.engine.recipes import (
 )
 from unicity_infra.errors import DockerError, ImageBuildError, ImageNotFoundError, SettingsError
 from unicity_infra.progress import SILENT, Progress
-from unicity_infra.settings import SERVICES, UPSTREAM_IMAGES, wrapper_image
+from unicity_infra.settings import IMAGES, UPSTREAM_IMAGES, wrapper_image
 
 __all__ = [
     "build_offline_base",
@@ -58,7 +58,9 @@ RECIPE_LABEL = "org.unicity.infra.recipe"
 
 # Upstream images each wrapper starts FROM besides the base, by their key in
 # settings.UPSTREAM_IMAGES. Each becomes the build argument <KEY>_IMAGE.
-WRAPPER_UPSTREAMS: dict[str, tuple[str, ...]] = {"relay": ("relay",)}
+WRAPPER_UPSTREAMS: dict[str, tuple[str, ...]] = {"relay": ("relay",), "edge": ()}
+# Subpackages of unicity_infra each image copies; they import only the standard library.
+WRAPPER_PACKAGES: dict[str, tuple[str, ...]] = {"relay": ("container",), "edge": ("edge",)}
 
 _T = TypeVar("_T")
 
@@ -159,7 +161,7 @@ def build_wrapper_image(
     build_args |= {_build_arg_name(key): upstream_images[key] for key in WRAPPER_UPSTREAMS[service]}
     if source_url := _source_url():
         build_args["SOURCE_URL"] = source_url
-    package_files = _package_files()
+    package_files = _package_files(WRAPPER_PACKAGES[service])
     recipe = WrapperRecipe(
         service=service,
         dockerfile=dockerfile.read_text(),
@@ -189,9 +191,9 @@ def build_images(services: list[str], *, offline: bool, progress: Progress = SIL
     With OFFLINE the offline base and the upstream stand-ins are built first;
     without it the pinned upstream images are pulled, which needs a registry.
     """
-    unknown = [service for service in services if service not in SERVICES or service not in WRAPPER_UPSTREAMS]
+    unknown = [service for service in services if service not in IMAGES or service not in WRAPPER_UPSTREAMS]
     if unknown:
-        raise SettingsError("SERVICE", unknown[0], f"expected one of: {', '.join(SERVICES)}")
+        raise SettingsError("SERVICE", unknown[0], f"expected one of: {', '.join(IMAGES)}")
 
     if offline:
         base_image = build_offline_base(progress=progress)
@@ -370,13 +372,14 @@ def _wrapper_dockerfile(service: str) -> Path:
     return dockerfile
 
 
-def _package_files() -> dict[str, bytes]:
+def _package_files(subpackages: Iterable[str] = ("container",)) -> dict[str, bytes]:
     """Return the package files a wrapper image copies, by their path in the build context."""
     package = Path(unicity_infra.__file__).resolve().parent
     files = {"unicity_infra/__init__.py": (package / "__init__.py").read_bytes()}
-    for path in sorted((package / "container").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            files[f"unicity_infra/{path.relative_to(package).as_posix()}"] = path.read_bytes()
+    for subpackage in subpackages:
+        for path in sorted((package / subpackage).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files[f"unicity_infra/{path.relative_to(package).as_posix()}"] = path.read_bytes()
     return files
 
 

@@ -130,6 +130,8 @@ class ContainerSpec:
     restart_policy: str = "unless-stopped"
     stop_timeout_s: int = 10
     hostname: str | None = None
+    # Host name → IP address entries for /etc/hosts, as ``docker run --add-host``.
+    extra_hosts: dict[str, str] = field(default_factory=dict)
 
     @property
     def primary_network(self) -> str | None:
