@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from unicity_infra.engine.apply import apply_plan
 from unicity_infra.engine.docker import DockerEngine
@@ -15,6 +16,7 @@ from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import UPSTREAM_IMAGES, RunSettings
 from unicity_infra.stack.plan import StackPlan
 from unicity_infra.stack.relay import relay_endpoint, relay_plan
+from unicity_infra.stack.spec import DEFAULT_STACK, LABEL_MANAGED, LABEL_SERVICE, LABEL_STACK
 
 __all__ = ["RunResult", "run_service", "describe_ca", "fetch_certificate"]
 
@@ -57,7 +59,7 @@ class RunResult:
         return "\n".join(lines)
 
 
-def describe_ca(settings: RunSettings) -> str:
+def describe_ca(settings: RunSettings, *, edge: LocalEdge | None = None) -> str:
     """Return one line naming where the certificate comes from."""
     if not settings.tls_enabled:
         return "TLS off: the service speaks plain HTTP"
@@ -65,6 +67,8 @@ def describe_ca(settings: RunSettings) -> str:
         return "certificate: self-signed inside the container (test mode)"
     if settings.acme_server:
         return f"certificate: ACME CA at {settings.acme_server}"
+    if edge is not None and edge.acme_directory:
+        return f"certificate: the local edge's ACME CA (Pebble) at {edge.acme_directory}"
     if settings.ssl_staging:
         return f"certificate: Let's Encrypt staging ({LETS_ENCRYPT_STAGING})"
     return f"certificate: Let's Encrypt ({LETS_ENCRYPT}), unless the edge advertises another ACME CA"
@@ -100,24 +104,94 @@ def run_service(
         )
         progress.note(result.notes[-1])
 
-    if settings.uses_haproxy and not engine.network_has_alias(settings.haproxy_net, settings.haproxy_host or ""):
+    edge = find_local_edge(engine, settings) if settings.uses_haproxy else None
+    if edge is not None:
+        result.notes.append(f"local edge {edge.container} found on network {settings.haproxy_net!r}")
+        progress.note(result.notes[-1])
+        if edge.key_required and settings.haproxy_api_key_file is None and edge.key_file:
+            settings = replace(settings, haproxy_api_key_file=Path(edge.key_file))
+    elif settings.uses_haproxy and _is_docker_name(settings.haproxy_host) and not engine.network_has_alias(
+        settings.haproxy_net, settings.haproxy_host or ""
+    ):
         result.notes.append(
             f"no edge reached: no running container answers to {settings.haproxy_host!r} on network "
-            f"{settings.haproxy_net!r}, so the service is not registered for routing. "
+            f"{settings.haproxy_net!r}, so registration will keep retrying and the service will not be routed. "
             "Start one with 'unicity-infra edge up', or pass --no-haproxy for direct mode."
         )
         progress.note(f"warning: {result.notes[-1]}")
-    result.notes.append(describe_ca(settings))
+    result.notes.append(describe_ca(settings, edge=edge))
     progress.note(result.notes[-1])
 
-    apply_plan(engine, _plan_for(settings, stack), timeout_s=timeout_s, progress=progress)
+    plan = _plan_for(settings, stack)
+    if edge is not None and settings.domain:
+        # The container checks that its domain reaches it before asking the CA; on a
+        # local edge no DNS knows the domain, so it resolves to the edge here.
+        names = (settings.domain, *settings.domain_aliases)
+        plan.containers[-1] = replace(plan.containers[-1], extra_hosts={name: edge.address for name in names})
+    apply_plan(engine, plan, timeout_s=timeout_s, progress=progress)
 
     if settings.publish:
         progress.stage(f"Probing {result.endpoint}")
         result.report = _probe_published(engine, settings, result.endpoint)
+    elif edge is not None and settings.domain:
+        progress.stage(f"Probing {result.endpoint} through the local edge")
+        result.report = _probe_through_edge(engine, settings, result.endpoint, edge)
     else:
         result.notes.append("not probed: the service is not published on this host; use 'unicity-infra probe'")
     return result
+
+
+@dataclass(frozen=True)
+class LocalEdge:
+    """Our edge container as a service sees it: its address and the files clients need."""
+
+    container: str
+    address: str
+    https_host: str
+    https_port: int
+    ca_bundle: Path | None
+    acme_directory: str | None
+    key_required: bool
+    key_file: str | None
+
+
+def _is_docker_name(host: str | None) -> bool:
+    """Tell whether HOST is a single-label name, as Docker's DNS serves container aliases."""
+    return bool(host) and "." not in str(host)
+
+
+def find_local_edge(engine: DockerEngine, settings: RunSettings) -> LocalEdge | None:
+    """Return our edge if it answers to the configured host name on the edge network."""
+    from unicity_infra.commands.edge import edge_status
+
+    name = engine.find_by_alias(settings.haproxy_net, settings.haproxy_host or "")
+    labels = engine.container_labels(name) if name else {}
+    if not name or labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_SERVICE) != "edge":
+        return None
+    status = edge_status(engine, stack=labels.get(LABEL_STACK, DEFAULT_STACK))
+    address = engine.container_address(name, settings.haproxy_net)
+    if status is None or address is None or not status.https_url:
+        return None
+    https = urlsplit(status.https_url)
+    return LocalEdge(
+        container=name,
+        address=address,
+        https_host=https.hostname or "127.0.0.1",
+        https_port=https.port or 443,
+        ca_bundle=Path(status.ca_bundle) if status.ca_bundle else None,
+        acme_directory=status.acme_directory,
+        key_required=status.key_required,
+        key_file=status.key_file,
+    )
+
+
+def _probe_through_edge(engine: DockerEngine, settings: RunSettings, endpoint: str, edge: LocalEdge) -> Report:
+    from unicity_infra.probes.relay import probe_relay
+
+    ca_file = edge.ca_bundle
+    if settings.ssl_test_mode:
+        ca_file = fetch_certificate(engine, settings.container_name, settings.domain or "")
+    return probe_relay(endpoint, connect=(edge.https_host, edge.https_port), ca_file=ca_file, insecure=False)
 
 
 def _probe_published(engine: DockerEngine, settings: RunSettings, endpoint: str) -> Report:
