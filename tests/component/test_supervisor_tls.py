@@ -257,3 +257,19 @@ def test_real_relay_behind_tls(start_entrypoint: StartEntrypoint) -> None:
     assert status_code == 101
     assert reply == ["EOSE", "sub-1"]
     assert run.stop() == 0
+
+
+def test_unexpected_error_stops_nginx(start_entrypoint: StartEntrypoint, tmp_path: Path) -> None:
+    cert_root = tmp_path / "broken-letsencrypt"
+    cert_root.mkdir()
+    # A file where certbot's layout needs the "live" directory makes issuance fail with an OSError.
+    (cert_root / "live").write_text("not a directory")
+    run = start_tls(start_entrypoint, SSL_CERT_ROOT=str(cert_root))
+
+    status = run.wait_exit(timeout_s=20)
+
+    assert status == 1
+    assert "supervisor failed during start-up of service relay" in run.log_text()
+    assert "stopped nginx" in run.log_text()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", run.http_port), timeout=1).close()

@@ -345,6 +345,10 @@ def run(config: SupervisorConfig, plan: ServicePlan, *, supervisor: Supervisor |
         logger.error("%s", exc)
         supervisor.stop_all()
         return exc.exit_code
+    except Exception:  # an unexpected error must still stop the children before the supervisor exits
+        logger.exception("supervisor failed during start-up of service %s", plan.name)
+        supervisor.stop_all()
+        return SupervisorError.exit_code
     finally:
         status_server.stop()
 
