@@ -559,3 +559,19 @@ def _print_error(console, message: str) -> None:  # noqa: ANN001
         console.print("[red]error:[/red] ", end="")
         console.print(message, markup=False)
 
+
+
+def _register_command_modules() -> None:
+    """Add the command groups that live in their own modules (``commands/*_cli.py``)."""
+    import importlib
+    import pkgutil
+
+    from unicity_infra import commands
+
+    for module_info in pkgutil.iter_modules(commands.__path__):
+        if module_info.name.endswith("_cli"):
+            module = importlib.import_module(f"unicity_infra.commands.{module_info.name}")
+            module.register(cli)
+
+
+_register_command_modules()
