@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -195,3 +196,15 @@ def test_nginx_command_foreground_with_prefix(site: NginxSite) -> None:
     command = nginx_command(Path("/usr/sbin/nginx"), site)
 
     assert command == ["/usr/sbin/nginx", "-p", "/run/unicity/nginx/", "-e", "stderr", "-c", "/run/unicity/nginx/nginx.conf"]
+
+
+def test_render_config_service_locations_replace_default(site: NginxSite, certificate: CertificateState) -> None:
+    custom = replace(site, service_locations="location = /only {\n    return 204;\n}\n")
+
+    http_server, tls_server = server_blocks(render_tls_config(custom, certificate))
+    [plain_server] = server_blocks(render_http_config(custom))
+
+    assert "return 204;" in location_block(tls_server, "= /only")
+    assert "return 204;" in location_block(plain_server, "= /only")
+    assert "location = /only" not in http_server
+    assert "proxy_pass http://127.0.0.1:8080;" not in tls_server

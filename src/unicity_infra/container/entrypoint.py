@@ -8,6 +8,7 @@ switch nginx to TLS, start the service and supervise until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import http.client
 import json
@@ -34,7 +35,14 @@ from unicity_infra.container.errors import (
 )
 from unicity_infra.container.nginx import NginxSite, install_config, nginx_command, render_http_config, render_tls_config, site_from_config
 from unicity_infra.container.services import ServicePlan, load_plan
-from unicity_infra.container.status import HEALTH_PATH, StatusServer, build_health_document, is_tcp_reachable
+from unicity_infra.container.services.plan import PublicDocument
+from unicity_infra.container.status import (
+    HEALTH_PATH,
+    DocumentRoute,
+    StatusServer,
+    build_health_document,
+    is_tcp_reachable,
+)
 from unicity_infra.container.supervisor import ProcessSpec, Supervisor
 from unicity_infra.container.tls import CertificateState, ensure_certificate
 
@@ -104,9 +112,22 @@ class Runtime:
             certificate=self.certificate,
             service=self.supervisor.status(self.plan.name),
             upstream_port=self.plan.upstream_port,
-            app_reachable=is_tcp_reachable("127.0.0.1", self.plan.upstream_port, timeout_s=1.0),
+            app_reachable=(
+                is_tcp_reachable("127.0.0.1", self.plan.upstream_port, timeout_s=1.0)
+                if self.plan.upstream_port is not None else None
+            ),
             now=datetime.now(timezone.utc),
         )
+
+    def status_routes(self) -> dict[str, DocumentRoute]:
+        """Return the plan's public documents as status-server routes, rendered from the live service status."""
+        return {
+            document.path: (functools.partial(self._render_public, document), document.headers)
+            for document in self.plan.public_documents
+        }
+
+    def _render_public(self, document: PublicDocument) -> dict[str, Any]:
+        return document.render(self.supervisor.status(self.plan.name))
 
 
 def check_tools(config: SupervisorConfig, plan: ServicePlan) -> None:
@@ -317,17 +338,19 @@ def run(config: SupervisorConfig, plan: ServicePlan, *, supervisor: Supervisor |
     """Run every step for PLAN, supervise until stopped, and return the exit status."""
     supervisor = supervisor or Supervisor(stop_grace_s=config.stop_grace_s, backoff=config.backoff)
     supervisor.install_signal_handlers()
-    site = site_from_config(config, upstream_port=plan.upstream_port)
+    site = site_from_config(config, upstream_port=plan.upstream_port, service_locations=plan.nginx_locations)
     supervisor.add(ProcessSpec(name=NGINX, argv=tuple(nginx_command(config.nginx_binary, site))))
     supervisor.add(_service_spec(plan), primary=True)
     runtime = Runtime(config, plan, supervisor)
-    status_server = StatusServer(config.status_port, runtime.health_document)
+    status_server = StatusServer(config.status_port, runtime.health_document, routes=runtime.status_routes())
 
     try:
         check_tools(config, plan)
         status_server.start()
         prepare_directories(config, plan)
         write_config_files(plan)
+        if plan.prepare_env is not None:
+            supervisor.set_env(plan.name, {**plan.env, **plan.prepare_env()})
         start_nginx(config, site, supervisor, boot_id=runtime.boot_id)
 
         # TODO: renew while running (certbot renew, then reload nginx); today the
@@ -397,6 +420,7 @@ def _service_spec(plan: ServicePlan) -> ProcessSpec:
         gid=plan.gid,
         cwd=plan.cwd,
         readiness_probe=plan.readiness_probe,
+        stdout_watcher=plan.stdout_watcher,
     )
 
 

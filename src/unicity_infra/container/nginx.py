@@ -47,6 +47,9 @@ class NginxSite:
     server_names: tuple[str, ...] = ()
     listen_address: str | None = None
     user: str | None = None
+    # Location blocks that serve the service, placed in the server that faces
+    # clients. None proxies every path to 127.0.0.1:upstream_port.
+    service_locations: str | None = None
 
     @property
     def conf_file(self) -> Path:
@@ -61,8 +64,8 @@ class NginxSite:
         return self.prefix / "tmp"
 
 
-def site_from_config(config: SupervisorConfig, *, upstream_port: int) -> NginxSite:
-    """Return the nginx site for CONFIG, proxying to 127.0.0.1:UPSTREAM_PORT."""
+def site_from_config(config: SupervisorConfig, *, upstream_port: int, service_locations: str | None = None) -> NginxSite:
+    """Return the nginx site for CONFIG, serving SERVICE_LOCATIONS or else proxying to 127.0.0.1:UPSTREAM_PORT."""
     return NginxSite(
         prefix=config.run_dir / "nginx",
         http_port=config.http_listen_port,
@@ -73,23 +76,24 @@ def site_from_config(config: SupervisorConfig, *, upstream_port: int) -> NginxSi
         server_names=config.server_names,
         listen_address=config.listen_address,
         user=config.nginx_user,
+        service_locations=service_locations,
     )
 
 
 def render_http_config(site: NginxSite) -> str:
-    """Render the plain-HTTP configuration: webroot, health, and everything else proxied."""
-    http_server = _render_http_server(site, default_location=_render_proxy_location(site))
+    """Render the plain-HTTP configuration: webroot, health, and the service's locations."""
+    http_server = _render_http_server(site, locations=_render_service_locations(site))
     return _render_main(site, description="plain HTTP", servers=[http_server])
 
 
 def render_tls_config(site: NginxSite, certificate: CertificateState) -> str:
     """Render the TLS configuration for CERTIFICATE.
 
-    Port 443 (``site.https_port``) proxies to the service. Port 80 keeps the
-    ACME webroot and the health location and redirects everything else to HTTPS.
+    Port 443 (``site.https_port``) serves the service's locations. Port 80 keeps
+    the ACME webroot and the health location and redirects everything else to HTTPS.
     """
-    redirect = "return 301 https://$host$request_uri;\n"
-    http_server = _render_http_server(site, default_location=redirect)
+    redirect = _location("/", "return 301 https://$host$request_uri;\n")
+    http_server = _render_http_server(site, locations=redirect)
     tls_server = render_template(
         "nginx-tls-server.conf",
         listen_https=_listen(site, site.https_port),
@@ -97,7 +101,7 @@ def render_tls_config(site: NginxSite, certificate: CertificateState) -> str:
         cert_file=str(certificate.cert_file),
         key_file=str(certificate.key_file),
         status_port=str(site.status_port),
-        default_location=textwrap.indent(_render_proxy_location(site).rstrip("\n"), " " * 8),
+        locations=textwrap.indent(_render_service_locations(site).rstrip("\n"), " " * 4),
     )
     return _render_main(site, description=f"TLS for {certificate.domain}", servers=[http_server, tls_server])
 
@@ -153,19 +157,27 @@ def _render_main(site: NginxSite, *, description: str, servers: list[str]) -> st
     )
 
 
-def _render_http_server(site: NginxSite, *, default_location: str) -> str:
+def _render_http_server(site: NginxSite, *, locations: str) -> str:
     return render_template(
         "nginx-http-server.conf",
         listen_http=_listen(site, site.http_port),
         server_names=_server_names(site),
         webroot=str(site.webroot),
         status_port=str(site.status_port),
-        default_location=textwrap.indent(default_location.rstrip("\n"), " " * 8),
+        locations=textwrap.indent(locations.rstrip("\n"), " " * 4),
     )
 
 
-def _render_proxy_location(site: NginxSite) -> str:
-    return render_template("nginx-proxy-location.conf", upstream_port=str(site.upstream_port))
+def _render_service_locations(site: NginxSite) -> str:
+    if site.service_locations is not None:
+        return site.service_locations
+    return _location("/", render_template("nginx-proxy-location.conf", upstream_port=str(site.upstream_port)))
+
+
+def _location(match: str, body: str) -> str:
+    """Wrap BODY in ``location MATCH { ... }``, indented as nginx's own examples are."""
+    indented = textwrap.indent(body.rstrip("\n"), " " * 4)
+    return f"location {match} {{\n{indented}\n}}\n"
 
 
 def _listen(site: NginxSite, port: int) -> str:

@@ -10,13 +10,15 @@ from collections.abc import Callable, Mapping
 
 from unicity_infra.container.config import SupervisorConfig, check_port_conflicts
 from unicity_infra.container.errors import ConfigError
-from unicity_infra.container.services import relay
+from unicity_infra.container.services import aggregator_proxy, faucet, relay
 from unicity_infra.container.services.plan import ConfigFile, ServicePlan
 
 __all__ = ["PLAN_BUILDERS", "ConfigFile", "ServicePlan", "load_plan"]
 
 PLAN_BUILDERS: dict[str, Callable[[SupervisorConfig, Mapping[str, str]], ServicePlan]] = {
     "relay": relay.build_plan,
+    "aggregator-proxy": aggregator_proxy.build_plan,
+    "faucet": faucet.build_plan,
 }
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from unicity_infra.container.supervisor import ReadinessProbe
+from unicity_infra.container.supervisor import ProcessStatus, ReadinessProbe, StdoutWatcher
 
-__all__ = ["ConfigFile", "ReadinessProbe", "ServicePlan", "toml_string"]
+__all__ = ["ConfigFile", "PublicDocument", "ReadinessProbe", "ServicePlan", "toml_string"]
 
 @dataclass(frozen=True)
 class ConfigFile:
@@ -20,15 +21,25 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class PublicDocument:
+    """A JSON document the status server serves to clients, rendered from the service's live status."""
+
+    path: str
+    render: Callable[[ProcessStatus], dict[str, Any]]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     """How to run one service: its command, identity, files and readiness probe.
 
-    ``uid``/``gid`` of None mean "run as the supervisor's own user".
+    ``uid``/``gid`` of None mean "run as the supervisor's own user", and an
+    ``upstream_port`` of None a service that listens on no port.
     """
 
     name: str
     command: tuple[str, ...]
-    upstream_port: int
+    upstream_port: int | None
     readiness_probe: ReadinessProbe
     uid: int | None = None
     gid: int | None = None
@@ -36,6 +47,15 @@ class ServicePlan:
     config_files: tuple[ConfigFile, ...] = ()
     data_dirs: tuple[Path, ...] = ()
     cwd: Path | None = None
+    # nginx location blocks serving the service; None proxies every path to upstream_port.
+    nginx_locations: str | None = None
+    # Called once after the data directories exist, before the first start; returns
+    # variables added to the service's environment. May raise SupervisorError.
+    prepare_env: Callable[[], Mapping[str, str]] | None = None
+    stdout_watcher: StdoutWatcher | None = None
+    public_documents: tuple[PublicDocument, ...] = ()
+    # The HEALTHCHECK's probe, run in a process of its own; None uses readiness_probe.
+    health_probe: ReadinessProbe | None = None
 
 
 def toml_string(value: str) -> str:
