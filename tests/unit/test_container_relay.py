@@ -124,7 +124,7 @@ def test_build_plan_overrides() -> None:
 
 def test_load_plan_unknown_service() -> None:
     with pytest.raises(ConfigError, match="expected one of: .*relay"):
-        load_plan("faucet", load_config({}), {})
+        load_plan("postgres", load_config({}), {})
 
 
 def test_load_plan_port_clash_with_status_server() -> None:

@@ -1,7 +1,8 @@
 """Docker HEALTHCHECK: ``python3 -m unicity_infra.container.healthcheck``.
 
 Exits 0 only when the supervisor reports the service ``running`` and the service
-passes its plan's readiness probe (for the relay, a NIP-11 GET), else 1. The
+passes its plan's health probe (for the relay, a NIP-11 GET; for the faucet, its
+discovery document saying running), else 1. The
 one line it prints shows up in ``docker inspect`` as the reason.
 """
 
@@ -67,7 +68,8 @@ def check_health(environ: Mapping[str, str]) -> tuple[int, str]:
         plan = load_plan(str(name), load_config(environ), environ)
     except SupervisorError as exc:
         return UNHEALTHY, f"unhealthy: {exc}"
-    reason = plan.readiness_probe(_REQUEST_TIMEOUT_S)
+    probe = plan.health_probe or plan.readiness_probe
+    reason = probe(_REQUEST_TIMEOUT_S)
     if reason is not None:
         return UNHEALTHY, f"unhealthy: service {name} is running but {reason}"
     return HEALTHY, f"healthy: service {name} is running and answers"

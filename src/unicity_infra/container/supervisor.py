@@ -11,10 +11,11 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -29,6 +30,7 @@ __all__ = [
     "FAILED",
     "STOPPED",
     "ReadinessProbe",
+    "StdoutWatcher",
     "ProcessSpec",
     "ProcessStatus",
     "Supervisor",
@@ -45,6 +47,12 @@ STOPPED = "stopped"
 
 # Called with a timeout in seconds; returns None when the child is ready, else the reason it is not.
 ReadinessProbe = Callable[[float], "str | None"]
+# Called at each start of a child; returns the function that receives that process's stdout lines.
+StdoutWatcher = Callable[[], Callable[[str], None]]
+
+# Serializes whole lines from the children's stdout pumps onto the supervisor's stdout.
+_STDOUT_LOCK = threading.Lock()
+_MAX_LINE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,9 @@ class ProcessSpec:
     """How to run one child: argv, environment, identity and optional readiness probe.
 
     ``uid``/``gid`` are applied only when the supervisor runs as root; otherwise
-    the child runs as the supervisor's own user.
+    the child runs as the supervisor's own user. With a ``stdout_watcher`` the
+    child's stdout goes through a pipe: each line is copied unchanged to the
+    supervisor's stdout, then handed to the watcher's line handler.
     """
 
     name: str
@@ -63,6 +73,7 @@ class ProcessSpec:
     cwd: Path | None = None
     readiness_probe: ReadinessProbe | None = None
     stop_signal: int = signal.SIGTERM
+    stdout_watcher: StdoutWatcher | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,12 @@ class Supervisor:
         if primary:
             self._primary = spec.name
 
+    def set_env(self, name: str, env: Mapping[str, str]) -> None:
+        """Replace the environment child NAME gets from its next start on; raises KeyError for an unknown name."""
+        with self._lock:
+            child = self._children[name]
+            child.spec = replace(child.spec, env=dict(env))
+
     def install_signal_handlers(self) -> None:
         """Turn SIGTERM and SIGINT into a stop request; call from the main thread."""
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -257,8 +274,12 @@ class Supervisor:
         spec = child.spec
         is_restart = child.spawn_count > 0
         child.spawn_count += 1
+        options = _popen_options(spec)
+        line_handler = spec.stdout_watcher() if spec.stdout_watcher is not None else None
+        if line_handler is not None:
+            options["stdout"] = subprocess.PIPE
         try:
-            child.popen = subprocess.Popen(spec.argv, **_popen_options(spec))
+            child.popen = subprocess.Popen(spec.argv, **options)
         except OSError as exc:
             child.popen = None
             child.state = FAILED
@@ -271,6 +292,8 @@ class Supervisor:
             )
             return
 
+        if line_handler is not None:
+            _start_stdout_pump(child.popen, spec.name, line_handler)
         if is_restart:
             child.restarts += 1
         child.state = STARTING if spec.readiness_probe is not None else RUNNING
@@ -379,6 +402,32 @@ def _popen_options(spec: ProcessSpec) -> dict[str, Any]:
         # Drop root's supplementary groups as well; otherwise the child keeps group 0.
         options["extra_groups"] = []
     return options
+
+
+def _start_stdout_pump(popen: subprocess.Popen[bytes], name: str, handle_line: Callable[[str], None]) -> None:
+    assert popen.stdout is not None
+    thread = threading.Thread(
+        target=_pump_stdout, args=(popen.stdout, name, handle_line), name=f"stdout-{name}-{popen.pid}", daemon=True
+    )
+    thread.start()
+
+
+def _pump_stdout(stream: Any, name: str, handle_line: Callable[[str], None]) -> None:
+    """Copy STREAM line by line to our stdout, then hand each line to HANDLE_LINE, until EOF."""
+    failures = 0
+    with stream:
+        for line in iter(lambda: stream.readline(_MAX_LINE_BYTES), b""):
+            with _STDOUT_LOCK:
+                sys.stdout.buffer.write(line)
+                sys.stdout.buffer.flush()
+            try:
+                handle_line(line.decode("utf-8", "replace"))
+            except Exception:  # a broken handler must not stop the pass-through
+                failures += 1
+                if failures == 1:
+                    logger.exception("handling a stdout line of %s failed; later failures are only counted", name)
+    if failures > 1:
+        logger.warning("handling stdout lines of %s failed %d times", name, failures)
 
 
 def _kill_group(popen: subprocess.Popen[bytes]) -> None:
