@@ -1,8 +1,8 @@
 """The supervisor's status server: ``/_ssl/health`` and a plan's public documents as JSON on 127.0.0.1.
 
 nginx proxies ``/_ssl/health`` here on both its ports, and a plan's public
-documents (such as the faucet's discovery document) where the plan's nginx
-locations say; the container's healthcheck reads it directly.
+documents (such as the faucet's discovery document) at the paths the plan's
+nginx locations name. The container's healthcheck reads it directly.
 """
 
 from __future__ import annotations

@@ -122,8 +122,8 @@ def build_discovery_document(
 
     The identity fields come only from the process that runs now: they are
     null while it starts, restarts or has failed, so a wallet never reads a
-    pubkey that no running faucet answers to. ``restart_count`` counts the exits
-    the supervisor has restarted, or is about to restart, the faucet after.
+    pubkey that no running faucet listens for. ``restart_count`` counts the exits
+    after which the supervisor restarted the faucet or is about to restart it.
     """
     status = discovery_status(service)
     alive = service.state in (STARTING, RUNNING)
@@ -170,8 +170,8 @@ def prepare_faucet_environment(
 def fetch_discovery_document(port: int, *, timeout_s: float = 1.0) -> dict[str, Any]:
     """GET the discovery document from the status server on 127.0.0.1:PORT.
 
-    Raises OSError when nothing answers and ValueError when the response is
-    not a 200 with a JSON object.
+    Raises OSError when the connection fails and ValueError when the response
+    is not a 200 with a JSON object.
     """
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
@@ -189,7 +189,7 @@ def fetch_discovery_document(port: int, *, timeout_s: float = 1.0) -> dict[str, 
 
 
 def probe_discovery(port: int, timeout_s: float) -> str | None:
-    """Return None when the discovery document says running with a chain pubkey, else why not.
+    """Return None when the discovery status is running and has a chain pubkey, else the reason.
 
     This is the healthcheck's probe: it runs in its own process, so it asks the
     supervisor over HTTP instead of reading the identity tracker.
@@ -213,9 +213,8 @@ def build_plan(
 ) -> ServicePlan:
     """Return the plan that runs js-faucet as uid/gid 1001, with no port of its own.
 
-    Building the plan reads no file and writes none, so the healthcheck can
-    build it too; the tenant and the secrets are read by the plan's
-    ``prepare_env`` step at start.
+    Building the plan reads and writes no file, so the healthcheck can build
+    it too. The plan's ``prepare_env`` step reads the tenant and the secrets at start.
     """
     settings = read_faucet_settings(environ)
     tracker = IdentityTracker()

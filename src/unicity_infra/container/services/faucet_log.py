@@ -47,7 +47,7 @@ def is_compressed_pubkey(value: object) -> bool:
 
 @dataclass(frozen=True)
 class FaucetIdentity:
-    """What one faucet process has announced so far; empty until its first identity line."""
+    """Identity announced so far by one faucet process; empty until its first identity line."""
 
     chain_pubkey: str | None = None
     nametag: str | None = None

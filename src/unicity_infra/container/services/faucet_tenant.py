@@ -219,7 +219,7 @@ def read_secret_files(names: Iterable[str], directory: Path) -> dict[str, str]:
     """Return NAME → content of DIRECTORY/NAME for each name, one trailing newline removed.
 
     Raises ConfigError naming the file, never its content, when a file is
-    missing, unreadable, empty, not UTF-8 or holds a NUL byte.
+    missing, unreadable, empty, not UTF-8 or contains a NUL byte.
     """
     values: dict[str, str] = {}
     for name in names:
@@ -242,7 +242,7 @@ def read_secret_files(names: Iterable[str], directory: Path) -> dict[str, str]:
         if not text.strip():
             raise ConfigError(f"secret {name}", str(path), "the file is empty; put the secret in it")
         if "\0" in text:
-            raise ConfigError(f"secret {name}", str(path), "the file holds a NUL byte, which an environment variable cannot")
+            raise ConfigError(f"secret {name}", str(path), "the file contains a NUL byte, which an environment variable cannot contain")
         values[name] = text
     return values
 
