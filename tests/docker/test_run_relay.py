@@ -134,9 +134,34 @@ def test_recreated_container_reuses_certificate(stack: RelayStack) -> None:
     assert stack.run_relay().returncode == 0
     first_serial = _certificate_serial(stack)
 
+    assert stack.cli("down").returncode == 0
     assert stack.run_relay().returncode == 0
 
     assert _certificate_serial(stack) == first_serial
+
+
+def test_run_again_unchanged_changes_nothing(stack: RelayStack) -> None:
+    assert stack.run_relay().returncode == 0
+    client = docker.from_env(version="auto")
+    first_id = client.containers.get(stack.container).id
+
+    again = stack.run_relay("--json")
+
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["changed"] is False
+    assert client.containers.get(stack.container).id == first_id
+
+
+def test_run_with_changed_setting_recreates(stack: RelayStack) -> None:
+    assert stack.run_relay().returncode == 0
+    client = docker.from_env(version="auto")
+    first_id = client.containers.get(stack.container).id
+
+    changed = stack.run_relay("--json", "--ssl-required", "false")
+
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)["changed"] is True
+    assert client.containers.get(stack.container).id != first_id
 
 
 def test_docker_stop_exits_cleanly_within_grace(stack: RelayStack) -> None:

@@ -35,6 +35,9 @@ class RunResult:
     endpoint: str
     notes: list[str] = field(default_factory=list)
     report: Report | None = None
+    changed: bool = True
+    # The aggregator's genesis trust base: networkId, epoch, sha256, createdAt, source and file.
+    trust_base: dict[str, object] | None = None
 
     @property
     def ok(self) -> bool:
@@ -48,12 +51,19 @@ class RunResult:
             "container": self.container,
             "image": self.image,
             "endpoint": self.endpoint,
+            "changed": self.changed,
             "notes": self.notes,
             "probes": json.loads(render_json([self.report])) if self.report else None,
+            "trust_base": self.trust_base,
         }
 
     def render_text(self, *, colour: bool) -> str:
         lines = [f"{self.container} is up: {self.endpoint}"]
+        if self.trust_base:
+            lines.append(
+                f"trust base: networkId {self.trust_base['networkId']}, epoch {self.trust_base['epoch']}, "
+                f"sha256 {self.trust_base['sha256']}, saved to {self.trust_base['file']}"
+            )
         if self.report:
             lines.append(render_text([self.report], colour=colour))
         return "\n".join(lines)
@@ -77,10 +87,18 @@ def describe_ca(settings: RunSettings, *, edge: LocalEdge | None = None) -> str:
 def _plan_for(settings: RunSettings, stack: str) -> StackPlan:
     if settings.service == "relay":
         return relay_plan(settings, stack=stack)
+    if settings.service == "aggregator":
+        from unicity_infra.commands.aggregator import plan_aggregator_stack
+
+        return plan_aggregator_stack(settings, stack=stack)
     raise ValueError(f"no plan for service {settings.service!r}")  # settings validation keeps this unreachable
 
 
-def _endpoint_for(settings: RunSettings) -> str:
+def _endpoint_for(settings: RunSettings, stack: str) -> str:
+    if settings.service == "aggregator":
+        from unicity_infra.stack.aggregator import aggregator_endpoint
+
+        return aggregator_endpoint(settings, stack=stack)
     return relay_endpoint(settings)
 
 
@@ -93,12 +111,12 @@ def run_service(
     progress: Progress = SILENT,
 ) -> RunResult:
     """Start SETTINGS.service, wait until healthy and probe it where it is reachable."""
-    result = RunResult(container=settings.container_name, image=settings.image, endpoint=_endpoint_for(settings))
+    result = RunResult(container=settings.container_name, image=settings.image, endpoint=_endpoint_for(settings, stack))
 
     progress.stage(f"Checking image {settings.image}")
     labels = engine.image_labels(settings.image)
     if labels.get("org.unicity.infra.offline") == "true":
-        stands_in = UPSTREAM_IMAGES.get(settings.service, "the upstream image")
+        stands_in = UPSTREAM_IMAGES.get(settings.service, UPSTREAM_IMAGES["ssl-manager"])
         result.notes.append(
             f"using offline image {settings.image}: built from Debian packages and source, standing in for {stands_in}"
         )
@@ -123,19 +141,33 @@ def run_service(
     progress.note(result.notes[-1])
 
     plan = _plan_for(settings, stack)
+    if settings.service == "aggregator":
+        from unicity_infra.commands.aggregator import prepare_aggregator_run
+
+        for note in prepare_aggregator_run(engine, settings, stack=stack, progress=progress):
+            result.notes.append(note)
+            progress.note(note)
     if edge is not None and settings.domain:
         # The container checks that its domain reaches it before asking the CA; on a
         # local edge no DNS knows the domain, so it resolves to the edge here.
         names = (settings.domain, *settings.domain_aliases)
         plan.containers[-1] = replace(plan.containers[-1], extra_hosts={name: edge.address for name in names})
-    apply_plan(engine, plan, timeout_s=timeout_s, progress=progress)
+    applied = apply_plan(engine, plan, timeout_s=timeout_s, progress=progress)
+    result.changed = applied.changed
+    if not applied.changed:
+        result.notes.append(f"no changes: {', '.join(applied.unchanged)} already run(s) these settings")
+        progress.note(result.notes[-1])
 
     if settings.publish:
         progress.stage(f"Probing {result.endpoint}")
-        result.report = _probe_published(engine, settings, result.endpoint)
+        result.report = _probe_published(engine, settings, result.endpoint, stack=stack, result=result)
     elif edge is not None and settings.domain:
         progress.stage(f"Probing {result.endpoint} through the local edge")
-        result.report = _probe_through_edge(engine, settings, result.endpoint, edge)
+        result.report = _probe_through_edge(engine, settings, result.endpoint, edge, stack=stack, result=result)
+    elif settings.service == "aggregator":
+        # Readiness must be checked, so the aggregator is probed where wallets reach it.
+        progress.stage(f"Probing {result.endpoint}")
+        result.report = _probe(engine, settings, result.endpoint, connect=None, ca_file=None, stack=stack, result=result)
     else:
         result.notes.append("not probed: the service is not published on this host; use 'unicity-infra probe'")
     return result
@@ -185,23 +217,37 @@ def find_local_edge(engine: DockerEngine, settings: RunSettings) -> LocalEdge | 
     )
 
 
-def _probe_through_edge(engine: DockerEngine, settings: RunSettings, endpoint: str, edge: LocalEdge) -> Report:
-    from unicity_infra.probes.relay import probe_relay
-
+def _probe_through_edge(engine: DockerEngine, settings: RunSettings, endpoint: str, edge: LocalEdge, *,
+                        stack: str, result: RunResult) -> Report:
     ca_file = edge.ca_bundle
     if settings.ssl_test_mode:
         ca_file = fetch_certificate(engine, settings.container_name, settings.domain or "")
-    return probe_relay(endpoint, connect=(edge.https_host, edge.https_port), ca_file=ca_file, insecure=False)
+    connect = (edge.https_host, edge.https_port)
+    return _probe(engine, settings, endpoint, connect=connect, ca_file=ca_file, stack=stack, result=result)
 
 
-def _probe_published(engine: DockerEngine, settings: RunSettings, endpoint: str) -> Report:
-    from unicity_infra.probes.relay import probe_relay
-
+def _probe_published(engine: DockerEngine, settings: RunSettings, endpoint: str, *,
+                     stack: str, result: RunResult) -> Report:
     assert settings.publish is not None
     connect = (settings.publish.host, settings.publish.port)
     ca_file: Path | None = None
     if settings.tls_enabled and settings.ssl_test_mode:
         ca_file = fetch_certificate(engine, settings.container_name, settings.domain or "")
+    return _probe(engine, settings, endpoint, connect=connect, ca_file=ca_file, stack=stack, result=result)
+
+
+def _probe(engine: DockerEngine, settings: RunSettings, endpoint: str, *, connect: tuple[str, int] | None,
+           ca_file: Path | None, stack: str, result: RunResult) -> Report:
+    """Run the probe of SETTINGS.service; the aggregator's also decides readiness and notes its trust base."""
+    if settings.service == "aggregator":
+        from unicity_infra.commands.aggregator import probe_aggregator_stack
+
+        report, trust_base, saved = probe_aggregator_stack(engine, endpoint, stack=stack, connect=connect, ca_file=ca_file)
+        result.trust_base = {**trust_base.summary(), "file": str(saved)}
+        return report
+
+    from unicity_infra.probes.relay import probe_relay
+
     return probe_relay(endpoint, connect=connect, ca_file=ca_file, insecure=False)
 
 

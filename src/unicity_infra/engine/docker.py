@@ -13,6 +13,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -111,6 +112,31 @@ class DockerEngine:
         except ImageNotFound:
             return False
         return True
+
+    def image_id(self, image: str) -> str | None:
+        try:
+            return self.client.images.get(image).id
+        except ImageNotFound:
+            return None
+
+    def container_snapshot(self, name: str) -> ContainerInfo | None:
+        """Return NAME's labels and state, or None when no such container exists."""
+        try:
+            attrs = self.api.inspect_container(name)
+        except NotFound:
+            return None
+        state = attrs["State"]
+        labels = attrs["Config"]["Labels"] or {}
+        return ContainerInfo(
+            name=name,
+            service=labels.get(LABEL_SERVICE, "?"),
+            stack=labels.get(LABEL_STACK, "?"),
+            image=attrs["Image"],
+            state=state["Status"],
+            health=(state.get("Health") or {}).get("Status"),
+            labels=labels,
+            exit_code=state.get("ExitCode"),
+        )
 
     def image_labels(self, image: str) -> dict[str, str]:
         try:
@@ -294,6 +320,15 @@ class DockerEngine:
         if extracted is None:
             raise DockerError(f"{path} in container {name!r} is not a regular file")
         return extracted.read()
+
+    def file_modified_at(self, name: str, path: str) -> datetime:
+        """Return when the file PATH inside container NAME was last modified, in UTC (whole seconds)."""
+        try:
+            stream, _ = self.api.get_archive(name, path)
+        except NotFound:
+            raise DockerError(f"file {path} not found in container {name!r}") from None
+        archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+        return datetime.fromtimestamp(archive.getmembers()[0].mtime, tz=timezone.utc)
 
     def exec_output(self, name: str, command: list[str]) -> tuple[int, str]:
         """Run COMMAND in container NAME and return its exit code and combined output."""

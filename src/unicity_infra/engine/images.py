@@ -39,7 +39,7 @@ from unicity_infra.engine.recipes import (
 )
 from unicity_infra.errors import DockerError, ImageBuildError, ImageNotFoundError, SettingsError
 from unicity_infra.progress import SILENT, Progress
-from unicity_infra.settings import IMAGES, UPSTREAM_IMAGES, wrapper_image
+from unicity_infra.settings import IMAGES, UPSTREAM_IMAGES, service_wrapper, wrapper_image
 
 __all__ = [
     "build_offline_base",
@@ -58,9 +58,17 @@ RECIPE_LABEL = "org.unicity.infra.recipe"
 
 # Upstream images each wrapper starts FROM besides the base, by their key in
 # settings.UPSTREAM_IMAGES. Each becomes the build argument <KEY>_IMAGE.
-WRAPPER_UPSTREAMS: dict[str, tuple[str, ...]] = {"relay": ("relay",), "edge": ()}
+WRAPPER_UPSTREAMS: dict[str, tuple[str, ...]] = {
+    "relay": ("relay",),
+    "aggregator-proxy": (),
+    "edge": (),
+}
 # Subpackages of unicity_infra each image copies; they import only the standard library.
-WRAPPER_PACKAGES: dict[str, tuple[str, ...]] = {"relay": ("container",), "edge": ("edge",)}
+WRAPPER_PACKAGES: dict[str, tuple[str, ...]] = {
+    "relay": ("container",),
+    "aggregator-proxy": ("container",),
+    "edge": ("edge",),
+}
 
 _T = TypeVar("_T")
 
@@ -188,23 +196,28 @@ def build_wrapper_image(
 def build_images(services: list[str], *, offline: bool, progress: Progress = SILENT) -> dict[str, str]:
     """Build the wrapper image of each service and return service → tag.
 
-    With OFFLINE the offline base and the upstream stand-ins are built first;
-    without it the pinned upstream images are pulled, which needs a registry.
+    The aggregator's wrapper is its TLS proxy, ``aggregator-proxy``; the
+    aggregator stack's upstream images (bft-core, MongoDB, aggregator-go) are
+    run as pinned and never built here. With OFFLINE the offline base and the
+    upstream stand-ins are built first; without it the pinned upstream images
+    are pulled, which needs a registry.
     """
-    unknown = [service for service in services if service not in IMAGES or service not in WRAPPER_UPSTREAMS]
+    unknown = [service for service in services
+               if service not in IMAGES or service_wrapper(service) not in WRAPPER_UPSTREAMS]
     if unknown:
         raise SettingsError("SERVICE", unknown[0], f"expected one of: {', '.join(IMAGES)}")
+    wrappers = {service: service_wrapper(service) for service in services}
 
     if offline:
         base_image = build_offline_base(progress=progress)
-        upstreams = _build_standins(services, base_image=base_image, progress=progress)
+        upstreams = _build_standins(wrappers.values(), base_image=base_image, progress=progress)
     else:
         base_image = UPSTREAM_IMAGES["ssl-manager"]
         upstreams = dict(UPSTREAM_IMAGES)
 
     return {
-        service: build_wrapper_image(service, base_image=base_image, upstream_images=upstreams, progress=progress)
-        for service in services
+        service: build_wrapper_image(wrapper, base_image=base_image, upstream_images=upstreams, progress=progress)
+        for service, wrapper in wrappers.items()
     }
 
 
