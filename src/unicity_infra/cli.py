@@ -25,6 +25,7 @@ from unicity_infra.settings import (
     IMAGES,
     SERVICES,
     build_run_settings,
+    service_wrapper,
     parse_connect,
     parse_docker_name,
 )
@@ -133,20 +134,43 @@ def _run_options(function):  # noqa: ANN001, ANN201 - click decorator plumbing
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("service", type=click.Choice(SERVICES))
 @_run_options
+@click.option("--network-id", metavar="ID", help="Aggregator only: BFT network id of a new genesis.  [default: 3]")
+@click.option("--image-override", "image_overrides", multiple=True, metavar="KEY=IMAGE",
+              envvar="UNICITY_INFRA_IMAGE_OVERRIDES",
+              help="Aggregator only: run IMAGE for KEY (bft-core, mongo, aggregator-go, curl, genesis-tools, "
+                   "aggregator-proxy); repeatable, or space-separated in UNICITY_INFRA_IMAGE_OVERRIDES.")
+@click.option("--fresh", is_flag=True,
+              help="Aggregator only: remove the genesis and MongoDB volumes first, so a new chain starts. Asks first.")
+@click.option("--yes", is_flag=True, help="Remove the volumes --fresh names without asking; required without a terminal.")
 @pass_context
-def run(context: Context, service: str, haproxy_api_key: str | None, timeout_s: float,
-        json_output: bool, **options: object) -> None:
-    """Start one SERVICE container, wait until it is healthy, then probe it.
+def run(context: Context, service: str, haproxy_api_key: str | None, timeout_s: float, json_output: bool,
+        network_id: str | None, image_overrides: tuple[str, ...], fresh: bool, yes: bool, **options: object) -> None:
+    """Start one SERVICE container (the aggregator: its whole stack), wait until it is healthy, then probe it.
+
+    The aggregator counts as ready once /health reports ok with the database
+    connected and the block height advances. Without an edge routing a domain
+    to it, its proxy is published on 127.0.0.1:3000 unless --publish gives another address.
 
     \b
     Examples:
       unicity-infra run relay --no-haproxy --ssl-test-mode --domain relay.localhost --publish 7443
       unicity-infra run relay --domain relay.example.org --ssl-email ops@example.org
+      unicity-infra run aggregator --no-haproxy
+      unicity-infra run aggregator --domain aggregator.example.org --ssl-email ops@example.org
     """
-    options["container_name"] = options["container_name"] or default_container_name(context.stack, service)
+    aggregator = _aggregator_settings(service, options, network_id=network_id, image_overrides=image_overrides,
+                                      fresh=fresh)
+    options["container_name"] = options["container_name"] or default_container_name(
+        context.stack, service_wrapper(service)
+    )
     if haproxy_api_key and not options["haproxy_api_key_file"]:
         options["haproxy_api_key_file"] = str(_store_secret(f"{options['container_name']}-haproxy-api-key", haproxy_api_key))
-    settings = build_run_settings(service, **options)  # type: ignore[arg-type]
+    settings = replace(build_run_settings(service, **options), aggregator=aggregator)  # type: ignore[arg-type]
+    if fresh:
+        from unicity_infra.commands.aggregator import chain_state_volumes
+
+        _require_terminal_or_yes("--fresh", yes=yes)
+        _confirm_wipe(context, chain_state_volumes(context.engine(), stack=context.stack), flag="--fresh", yes=yes)
     progress = context.progress(json_output=json_output)
 
     from unicity_infra.commands.run import run_service
@@ -163,6 +187,48 @@ def run(context: Context, service: str, haproxy_api_key: str | None, timeout_s: 
         context.err.print(result.render_text(colour=is_interactive(sys.stderr)))
     if not result.ok:
         raise SystemExit(1)
+
+
+def _aggregator_settings(service: str, options: dict[str, object], *, network_id: str | None,
+                         image_overrides: tuple[str, ...], fresh: bool):  # noqa: ANN202 - AggregatorSettings | None
+    """Validate the aggregator-only options; reject them for other services."""
+    from unicity_infra.settings import build_aggregator_settings
+
+    if service != "aggregator":
+        for flag, given in (("--network-id", network_id), ("--image-override", image_overrides), ("--fresh", fresh)):
+            if given:
+                raise SettingsError(flag, True, f"it applies only to 'run aggregator', not to 'run {service}'")
+        return None
+    if options["container_name"]:
+        raise SettingsError("--container-name", options["container_name"],
+                            "the aggregator stack names its containers after the stack; choose another --stack")
+    aggregator = build_aggregator_settings(network_id=network_id, image_overrides=image_overrides, fresh=fresh)
+    if options["image"] and "aggregator-proxy" in aggregator.image_overrides:
+        raise SettingsError("--image", options["image"], "--image-override aggregator-proxy=... sets it too; drop one of them")
+    return aggregator
+
+
+def _confirm_wipe(context: Context, volumes: dict[str, list[str]], *, flag: str, yes: bool) -> None:
+    """List the chain-state VOLUMES that FLAG removes and ask before going on, unless YES.
+
+    Raises SettingsError (exit 2) without a terminal to ask on, and InfraError
+    when the user declines; nothing is removed in either case.
+    """
+    names = [f"{name} ({role})" for role, found in volumes.items() for name in found]
+    if names:
+        context.err.print(f"{flag} removes these volumes of stack {context.stack!r}: " + ", ".join(names), markup=False)
+        context.err.print("Wallets and the faucet then need the new trust base; tokens of the old chain "
+                          "cannot be verified any more.", markup=False)
+    _require_terminal_or_yes(flag, yes=yes)
+    if not yes and names and not click.confirm("Remove them?", default=False, err=True):
+        raise InfraError(f"nothing removed: {flag} was not confirmed")
+
+
+def _require_terminal_or_yes(flag: str, *, yes: bool) -> None:
+    """Raise SettingsError when FLAG would need a confirmation but there is no terminal to ask on."""
+    if not yes and not sys.stdin.isatty():
+        raise SettingsError(flag, True, "it removes the aggregator's genesis and MongoDB volumes and there is no "
+                                        "terminal to confirm on; add --yes to confirm")
 
 
 def _store_secret(name: str, value: str) -> Path:
@@ -183,12 +249,14 @@ def _store_secret(name: str, value: str) -> Path:
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 @pass_context
 def status(context: Context, json_output: bool) -> None:
-    """Show our containers: service, state, health, endpoint and certificate days left."""
-    from unicity_infra.commands.status import collect_status
+    """Show our containers (service, state, health, endpoint, certificate days left) and the aggregator genesis."""
+    from unicity_infra.commands.status import collect_genesis, collect_status
 
-    rows = collect_status(context.engine(), stack=context.stack)
+    engine = context.engine()
+    rows = collect_status(engine, stack=context.stack)
+    genesis = collect_genesis(engine, stack=context.stack)
     if json_output:
-        context.out.print_json(json.dumps({"stack": context.stack, "containers": rows}))
+        context.out.print_json(json.dumps({"stack": context.stack, "containers": rows, "aggregator_genesis": genesis}))
         return
     if not rows:
         context.out.print(f"no containers of stack {context.stack!r}; start one with 'unicity-infra run relay'")
@@ -201,23 +269,37 @@ def status(context: Context, json_output: bool) -> None:
         table.add_row(row["service"], row["container"], row["state"], row["health"] or "-",
                       row["endpoint"] or "-", "-" if days is None else str(days))
     context.out.print(table)
+    if genesis:
+        context.out.print(f"aggregator genesis: created {genesis['createdAt']}, networkId {genesis['networkId']}, "
+                          f"epoch {genesis['epoch']}, trust base sha256 {genesis['sha256']}", markup=False)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("services", nargs=-1, type=click.Choice(SERVICES))
-@click.option("--wipe", is_flag=True, help="Also remove the data volumes (relay events, identities). Certificates are kept.")
+@click.option("--wipe", is_flag=True,
+              help="Also remove the data volumes (relay events, identities, the aggregator's MongoDB and genesis). "
+                   "Certificates are kept.")
 @click.option("--wipe-certificates", is_flag=True,
               help="Also remove the certificate volumes; the next start asks the CA again (mind Let's Encrypt rate limits).")
+@click.option("--yes", is_flag=True,
+              help="Remove an aggregator genesis without asking; required for that without a terminal.")
 @click.option("--json", "json_output", is_flag=True, help="Print what was removed as one JSON document.")
 @pass_context
-def down(context: Context, services: tuple[str, ...], wipe: bool, wipe_certificates: bool, json_output: bool) -> None:
+def down(context: Context, services: tuple[str, ...], wipe: bool, wipe_certificates: bool, yes: bool,
+         json_output: bool) -> None:
     """Stop and remove our containers (all services, or the SERVICES named).
 
-    Volumes are kept unless --wipe or --wipe-certificates is given. Running it
-    again when nothing is left is harmless.
+    Volumes are kept unless --wipe or --wipe-certificates is given. --wipe
+    removes the aggregator's genesis and MongoDB together, after asking (or
+    with --yes). Running it again when nothing is left is harmless.
     """
-    from unicity_infra.commands.down import take_down
+    from unicity_infra.commands.down import GENESIS_ROLE, plan_wipe, take_down
 
+    if wipe:
+        planned = plan_wipe(context.engine(), stack=context.stack, services=list(services), wipe=True,
+                            wipe_certificates=False)
+        if planned.get(GENESIS_ROLE):
+            _confirm_wipe(context, planned, flag="--wipe", yes=yes)
     progress = context.progress(json_output=json_output)
     removed = take_down(context.engine(), stack=context.stack, services=list(services),
                         wipe=wipe, wipe_certificates=wipe_certificates, progress=progress)
@@ -348,7 +430,7 @@ def _print_reports(context: Context, reports: list, *, json_output: bool) -> Non
 
 @cli.group("trust-base", epilog=EXIT_CODES_HELP)
 def trust_base_group() -> None:
-    """Inspect a BFT trust-base.json."""
+    """Check a BFT trust-base.json, or export the one of the stack's aggregator genesis."""
 
 
 @trust_base_group.command("check", epilog=EXIT_CODES_HELP)

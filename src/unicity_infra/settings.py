@@ -19,10 +19,13 @@ from unicity_infra.errors import SettingsError
 
 __all__ = [
     "UPSTREAM_IMAGES",
+    "AGGREGATOR_IMAGE_KEYS",
     "ExtraPort",
     "PublishAddress",
+    "AggregatorSettings",
     "RunSettings",
     "wrapper_image",
+    "service_wrapper",
     "parse_domain",
     "parse_domain_list",
     "parse_email",
@@ -40,7 +43,10 @@ __all__ = [
     "parse_acme_server",
     "parse_relay_url",
     "parse_domain_or_host",
+    "parse_network_id",
+    "parse_image_overrides",
     "build_run_settings",
+    "build_aggregator_settings",
 ]
 
 # Upstream image pins. Overridable per run; the offline build produces
@@ -48,9 +54,26 @@ __all__ = [
 UPSTREAM_IMAGES: dict[str, str] = {
     "ssl-manager": "ghcr.io/unicitynetwork/ssl-manager:latest",
     "relay": "ghcr.io/unicitynetwork/unicity-tokens-relay:sha-1e1b544",
+    # The aggregator stack. bft-core is the commit aggregator-go's own
+    # docker-compose.yml pins on main; aggregator-go 0.2.0 is the first release
+    # that speaks only the v2 JSON-RPC protocol (certification_request,
+    # get_inclusion_proof.v2).
+    # NOTE: bft-core ceceacd together with aggregator-go 0.2.0 is an untested pair.
+    "bft-core": "ghcr.io/unicitynetwork/bft-core:ceceacd11b7a735de74ce17884a3a45e0db1748d",
+    "mongo": "mongo:7.0",
+    "aggregator-go": "ghcr.io/unicitynetwork/aggregator-go:0.2.0",
+    "curl": "curlimages/curl:8.13.0",
 }
 
-SERVICES = ("relay",)
+SERVICES = ("relay", "aggregator")
+# The wrapper image a service runs when it is not named after the service.
+SERVICE_WRAPPERS = {"aggregator": "aggregator-proxy"}
+# Images of the aggregator stack that 'run aggregator --image-override KEY=REF' replaces.
+AGGREGATOR_IMAGE_KEYS = ("bft-core", "mongo", "aggregator-go", "curl", "genesis-tools", "aggregator-proxy")
+DEFAULT_NETWORK_ID = 3
+# Host address of the aggregator's proxy without --publish, when no edge routes a
+# domain to it. 3000 is aggregator-go's own port, so clients keep their usual URL.
+DEFAULT_AGGREGATOR_PUBLISH = "127.0.0.1:3000"
 # Images 'images build' makes: one per service plus the local edge.
 IMAGES = (*SERVICES, "edge")
 
@@ -101,6 +124,17 @@ class PublishAddress:
 
 
 @dataclass(frozen=True)
+class AggregatorSettings:
+    """The options only ``run aggregator`` takes."""
+
+    network_id: int = DEFAULT_NETWORK_ID
+    # Image references by AGGREGATOR_IMAGE_KEYS key, replacing the pins.
+    image_overrides: dict[str, str] = field(default_factory=dict)
+    # Remove the genesis and MongoDB volumes first, so a new chain starts.
+    fresh: bool = False
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything ``run SERVICE`` needs, validated."""
 
@@ -122,6 +156,7 @@ class RunSettings:
     acme_ca_bundle: Path | None = None
     publish: PublishAddress | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    aggregator: AggregatorSettings | None = None
 
     @property
     def tls_enabled(self) -> bool:
@@ -140,6 +175,15 @@ class RunSettings:
 def wrapper_image(service: str) -> str:
     """Return the local tag of the wrapper image for SERVICE, e.g. ``unicity-infra/relay:0.1.0``."""
     return f"unicity-infra/{service}:{__version__}"
+
+
+def service_wrapper(service: str) -> str:
+    """Return the name of the wrapper image SERVICE runs.
+
+    >>> service_wrapper("aggregator")
+    'aggregator-proxy'
+    """
+    return SERVICE_WRAPPERS.get(service, service)
 
 
 def parse_domain(value: str, *, option: str = "--domain") -> str:
@@ -372,7 +416,7 @@ def build_run_settings(
 
     return RunSettings(
         service=service,
-        image=parse_image_ref(image) if image else wrapper_image(service),
+        image=parse_image_ref(image) if image else wrapper_image(service_wrapper(service)),
         container_name=parse_container_name(container_name) if container_name else f"unicity-{service}",
         domain=parsed_domain,
         domain_aliases=aliases,
@@ -389,7 +433,61 @@ def build_run_settings(
         ),
         acme_server=parse_acme_server(acme_server) if acme_server else None,
         acme_ca_bundle=parse_readable_file(acme_ca_bundle, option="--acme-ca-bundle") if acme_ca_bundle else None,
-        publish=parse_publish(publish) if publish else None,
+        publish=parse_publish(publish) if publish else _default_publish(service, routed=not no_haproxy and bool(parsed_domain)),
+    )
+
+
+def _default_publish(service: str, *, routed: bool) -> PublishAddress | None:
+    """Return where SERVICE is published without --publish: only the aggregator, when no edge routes a domain to it.
+
+    Its readiness is checked from this host, so it must be reachable from here.
+    """
+    if service == "aggregator" and not routed:
+        return parse_publish(DEFAULT_AGGREGATOR_PUBLISH)
+    return None
+
+
+def parse_network_id(value: str | int, *, option: str = "--network-id") -> int:
+    """Return VALUE as a BFT network id, an integer from 1 to 65535."""
+    try:
+        number = int(str(value).strip(), 10)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise SettingsError(option, value, "expected an integer from 1 to 65535 (3 for a local genesis)")
+    return number
+
+
+def parse_image_overrides(values: list[str] | tuple[str, ...], *, option: str = "--image-override") -> dict[str, str]:
+    """Parse ``KEY=REF`` items into a mapping; KEY is one of AGGREGATOR_IMAGE_KEYS.
+
+    >>> parse_image_overrides(["mongo=mongo:7.0.14"])
+    {'mongo': 'mongo:7.0.14'}
+    """
+    overrides: dict[str, str] = {}
+    for item in values:
+        key, sep, ref = item.strip().partition("=")
+        if not sep or not ref:
+            raise SettingsError(option, item, "expected KEY=IMAGE such as mongo=mongo:7.0.14")
+        if key not in AGGREGATOR_IMAGE_KEYS:
+            raise SettingsError(option, item, f"unknown key {key!r}; expected one of: {', '.join(AGGREGATOR_IMAGE_KEYS)}")
+        if key in overrides:
+            raise SettingsError(option, item, f"{key} is given twice; keep one of them")
+        overrides[key] = parse_image_ref(ref, option=option)
+    return overrides
+
+
+def build_aggregator_settings(
+    *,
+    network_id: str | int | None = None,
+    image_overrides: list[str] | tuple[str, ...] = (),
+    fresh: bool = False,
+) -> AggregatorSettings:
+    """Validate the options of ``run aggregator``; raises SettingsError on the first invalid one."""
+    return AggregatorSettings(
+        network_id=DEFAULT_NETWORK_ID if network_id is None else parse_network_id(network_id),
+        image_overrides=parse_image_overrides(image_overrides),
+        fresh=fresh,
     )
 
 

@@ -7,13 +7,18 @@ import pytest
 from unicity_infra import cli as cli_module
 from unicity_infra.errors import SettingsError
 from unicity_infra.settings import (
+    AGGREGATOR_IMAGE_KEYS,
+    UPSTREAM_IMAGES,
     ExtraPort,
     PublishAddress,
+    build_aggregator_settings,
     build_run_settings,
     parse_domain,
     parse_domain_list,
     parse_extra_ports,
+    parse_image_overrides,
     parse_publish,
+    wrapper_image,
 )
 
 BAD_RUN_INPUTS = [
@@ -151,3 +156,86 @@ def test_build_run_settings_tls_front_port() -> None:
     settings = build_run_settings("relay", domain="relay.example.org", ssl_https_port="8443")
 
     assert settings.front_port == 8443
+
+
+# --- run aggregator -------------------------------------------------------------
+
+BAD_AGGREGATOR_INPUTS = [
+    (["aggregator", "--network-id", "0"], "--network-id", "1 to 65535"),
+    (["aggregator", "--network-id", "three"], "--network-id", "1 to 65535"),
+    (["aggregator", "--image-override", "mongo"], "--image-override", "KEY=IMAGE"),
+    (["aggregator", "--image-override", "redis=redis:7"], "--image-override", "unknown key 'redis'"),
+    (["aggregator", "--image-override", "mongo=Mongo:7"], "--image-override", "image reference"),
+    (["aggregator", "--image-override", "mongo=mongo:7", "--image-override", "mongo=mongo:8"],
+     "--image-override", "given twice"),
+    (["aggregator", "--image", "x/proxy:1", "--image-override", "aggregator-proxy=y/proxy:1"], "--image", "drop one"),
+    (["aggregator", "--container-name", "agg"], "--container-name", "choose another --stack"),
+    (["aggregator", "--fresh"], "--fresh", "add --yes"),
+    (["relay", "--network-id", "3"], "--network-id", "only to 'run aggregator'"),
+    (["relay", "--image-override", "mongo=mongo:7"], "--image-override", "only to 'run aggregator'"),
+    (["relay", "--fresh"], "--fresh", "only to 'run aggregator'"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "option", "fragment"), BAD_AGGREGATOR_INPUTS)
+def test_run_aggregator_bad_input_exits_2(
+    no_engine: None, capsys: pytest.CaptureFixture[str], arguments: list[str], option: str, fragment: str
+) -> None:
+    # pytest's captured stdin is not a terminal, so --fresh without --yes is rejected.
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["run", *arguments])
+
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2, error
+    assert f" {option}" in error
+    assert fragment in error
+
+
+def test_build_run_settings_aggregator_runs_proxy_image() -> None:
+    settings = build_run_settings("aggregator", no_haproxy=True)
+
+    assert settings.image == wrapper_image("aggregator-proxy")
+
+
+@pytest.mark.parametrize(
+    ("options", "publish"),
+    [
+        ({"no_haproxy": True}, PublishAddress("127.0.0.1", 3000)),
+        ({}, PublishAddress("127.0.0.1", 3000)),
+        ({"no_haproxy": True, "publish": "127.0.0.1:13000"}, PublishAddress("127.0.0.1", 13000)),
+        ({"domain": "aggregator.example.org"}, None),
+    ],
+)
+def test_build_run_settings_aggregator_default_publish(options: dict[str, object], publish: PublishAddress | None) -> None:
+    assert build_run_settings("aggregator", **options).publish == publish  # type: ignore[arg-type]
+
+
+def test_build_run_settings_relay_not_published_by_default() -> None:
+    assert build_run_settings("relay", no_haproxy=True).publish is None
+
+
+def test_build_aggregator_settings_defaults() -> None:
+    settings = build_aggregator_settings()
+
+    assert settings.network_id == 3
+    assert settings.image_overrides == {}
+    assert settings.fresh is False
+
+
+def test_parse_image_overrides_by_key() -> None:
+    overrides = parse_image_overrides(["mongo=mongo:7.0.14", "aggregator-go=example.test/aggregator-go:0.2.1"])
+
+    assert overrides == {"mongo": "mongo:7.0.14", "aggregator-go": "example.test/aggregator-go:0.2.1"}
+
+
+def test_aggregator_image_keys_match_stack() -> None:
+    from unicity_infra.stack.aggregator import AGGREGATOR_IMAGES
+
+    assert tuple(AGGREGATOR_IMAGES) == AGGREGATOR_IMAGE_KEYS
+
+
+def test_upstream_images_aggregator_pins() -> None:
+    assert UPSTREAM_IMAGES["bft-core"] == "ghcr.io/unicitynetwork/bft-core:ceceacd11b7a735de74ce17884a3a45e0db1748d"
+    assert UPSTREAM_IMAGES["mongo"] == "mongo:7.0"
+    assert UPSTREAM_IMAGES["aggregator-go"] == "ghcr.io/unicitynetwork/aggregator-go:0.2.0"
+    assert UPSTREAM_IMAGES["curl"] == "curlimages/curl:8.13.0"

@@ -5,7 +5,41 @@ from __future__ import annotations
 from unicity_infra.engine.docker import DockerEngine
 from unicity_infra.progress import SILENT, Progress
 
-__all__ = ["take_down"]
+__all__ = ["GENESIS_ROLE", "wipe_roles", "plan_wipe", "take_down"]
+
+# Volume role of the aggregator's genesis (trust base, node keys, shard configuration).
+GENESIS_ROLE = "genesis"
+
+
+def wipe_roles(*, wipe: bool, wipe_certificates: bool) -> tuple[str, ...]:
+    """Return the roles of the volumes a ``down`` with these flags removes.
+
+    WIPE takes the data and the genesis together: MongoDB's blocks are
+    certified under one genesis, so either one without the other is a broken
+    chain. WIPE_CERTIFICATES takes the certificates.
+
+    >>> wipe_roles(wipe=True, wipe_certificates=False)
+    ('data', 'genesis')
+    """
+    return (("data", GENESIS_ROLE) if wipe else ()) + (("certificates",) if wipe_certificates else ())
+
+
+def plan_wipe(
+    engine: DockerEngine,
+    *,
+    stack: str,
+    services: list[str],
+    wipe: bool,
+    wipe_certificates: bool,
+) -> dict[str, list[str]]:
+    """Return the volumes a ``down`` with these flags would remove, by role; nothing is removed."""
+    selected = services or [None]
+    planned: dict[str, list[str]] = {}
+    for role in wipe_roles(wipe=wipe, wipe_certificates=wipe_certificates):
+        names = [volume for service in selected for volume in engine.list_volumes(stack=stack, service=service, role=role)]
+        if names:
+            planned[role] = sorted(set(names))
+    return planned
 
 
 def take_down(
@@ -19,10 +53,10 @@ def take_down(
 ) -> dict[str, list[str]]:
     """Remove STACK's containers (only SERVICES when given) and return what was removed.
 
-    Data volumes go only with WIPE and certificate volumes only with
-    WIPE_CERTIFICATES. Shared networks such as haproxy-net are never removed.
-    The local edge is left running; 'edge down' removes it. A second call finds
-    nothing and removes nothing.
+    Data and genesis volumes go only with WIPE and certificate volumes only
+    with WIPE_CERTIFICATES. Shared networks such as haproxy-net are never
+    removed. The local edge is left running; 'edge down' removes it. A second
+    call finds nothing and removes nothing.
     """
     selected = services or [None]
     removed: dict[str, list[str]] = {"containers": [], "volumes": [], "networks": []}
@@ -34,9 +68,8 @@ def take_down(
             if engine.remove_container(info.name, progress=progress):
                 removed["containers"].append(info.name)
 
-    roles = (["data"] if wipe else []) + (["certificates"] if wipe_certificates else [])
     for service in selected:
-        for role in roles:
+        for role in wipe_roles(wipe=wipe, wipe_certificates=wipe_certificates):
             for volume in engine.list_volumes(stack=stack, service=service, role=role):
                 engine.remove_volume(volume, progress=progress)
                 removed["volumes"].append(volume)

@@ -6,10 +6,10 @@ import json
 import logging
 
 from unicity_infra.engine.docker import DockerEngine
-from unicity_infra.errors import DockerError
+from unicity_infra.errors import DockerError, InfraError
 from unicity_infra.stack.spec import LABEL_ENDPOINT
 
-__all__ = ["collect_status", "read_supervisor_health"]
+__all__ = ["collect_status", "collect_genesis", "read_supervisor_health"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +52,16 @@ def collect_status(engine: DockerEngine, *, stack: str) -> list[dict[str, object
             "image": info.image,
         })
     return rows
+
+
+def collect_genesis(engine: DockerEngine, *, stack: str) -> dict[str, object] | None:
+    """Return the aggregator genesis of STACK (creation time, trust-base SHA-256, network id, epoch), or None."""
+    from unicity_infra.commands.aggregator import read_genesis_trust_base
+
+    if not engine.list_containers(stack=stack, service="aggregator"):
+        return None
+    try:
+        return read_genesis_trust_base(engine, stack=stack).summary()
+    except InfraError as exc:
+        logger.debug("no genesis to show stack=%s: %s", stack, exc)
+        return None

@@ -67,16 +67,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Image pins of the aggregator stack, by the key aggregator_plan's IMAGES
-# overrides. aggregator-go 0.2.0 is the first release that speaks only the v2
-# JSON-RPC protocol (certification_request, get_inclusion_proof.v2). The
-# bft-core commit is the one aggregator-go's own docker-compose.yml pins on main.
-# NOTE: bft-core ceceacd together with aggregator-go 0.2.0 is an untested pair.
+# Images of the aggregator stack, by the key aggregator_plan's IMAGES
+# overrides. The upstream pins live in settings.UPSTREAM_IMAGES.
 AGGREGATOR_IMAGES: dict[str, str] = {
-    "bft-core": "ghcr.io/unicitynetwork/bft-core:ceceacd11b7a735de74ce17884a3a45e0db1748d",
-    "mongo": "mongo:7.0",
-    "aggregator-go": "ghcr.io/unicitynetwork/aggregator-go:0.2.0",
-    "curl": "curlimages/curl:8.13.0",
+    "bft-core": UPSTREAM_IMAGES["bft-core"],
+    "mongo": UPSTREAM_IMAGES["mongo"],
+    "aggregator-go": UPSTREAM_IMAGES["aggregator-go"],
+    "curl": UPSTREAM_IMAGES["curl"],
     # Runs the genesis checks: any image with python3 3.9 or later and chown.
     "genesis-tools": UPSTREAM_IMAGES["ssl-manager"],
     "aggregator-proxy": wrapper_image("aggregator-proxy"),
