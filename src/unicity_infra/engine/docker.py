@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import posixpath
 import tarfile
 import time
 from collections.abc import Iterator
@@ -371,6 +372,45 @@ class DockerEngine:
             if value:
                 filters.append(f"{key}={value}")
         return sorted(volume.name for volume in self.client.volumes.list(filters={"label": filters}))
+
+    def volume_labels(self, name: str) -> dict[str, str]:
+        try:
+            return self.client.volumes.get(name).attrs.get("Labels") or {}
+        except NotFound:
+            return {}
+
+    def create_volume(self, name: str, *, labels: dict[str, str]) -> None:
+        self.client.volumes.create(name, labels=labels)
+
+    def _volume_holder(self, volume: str, *, image: str, mount_point: str) -> str:
+        """Create, without starting, a container that mounts VOLUME at MOUNT_POINT; return its id."""
+        created = self.api.create_container(
+            image=image,
+            entrypoint=["true"],
+            labels={LABEL_MANAGED: "true", "org.unicity.infra.role": "volume-holder"},
+            host_config=self.api.create_host_config(binds=[f"{volume}:{mount_point}:rw"]),
+            network_disabled=True,
+        )
+        return created["Id"]
+
+    def export_volume(self, volume: str, *, image: str, mount_point: str) -> Iterator[bytes]:
+        """Yield a tar stream of VOLUME's content, whose top directory is MOUNT_POINT's name."""
+        holder = self._volume_holder(volume, image=image, mount_point=mount_point)
+        try:
+            stream, _ = self.api.get_archive(holder, mount_point)
+            yield from stream
+        finally:
+            self.api.remove_container(holder, force=True)
+
+    def import_volume(self, volume: str, archive: bytes, *, image: str, mount_point: str) -> None:
+        """Unpack ARCHIVE (as made by export_volume) into VOLUME, keeping owners and modes."""
+        holder = self._volume_holder(volume, image=image, mount_point=mount_point)
+        try:
+            # The archive's top directory is the mount point's name, so it unpacks into its parent.
+            if not self.api.put_archive(holder, posixpath.dirname(mount_point.rstrip("/")) or "/", archive):
+                raise DockerError(f"the Docker Engine refused to unpack the archive into volume {volume!r}")
+        finally:
+            self.api.remove_container(holder, force=True)
 
     def remove_volume(self, name: str, *, progress: Progress = SILENT) -> None:
         progress.action(f"docker volume rm {name}")
