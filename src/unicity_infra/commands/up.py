@@ -1,0 +1,184 @@
+"""``up``: bring several services up in dependency order and record their endpoints.
+
+The endpoints are written to the stack's state file, which ``env`` reads back
+after checking that every recorded container still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unicity_infra.commands.run import RunResult, run_service
+from unicity_infra.engine.docker import DockerEngine
+from unicity_infra.errors import ContainerFailedError, InfraError, SettingsError
+from unicity_infra.harness.env import StackEndpoints
+from unicity_infra.progress import SILENT, Progress
+from unicity_infra.settings import SERVICES, build_run_settings, parse_domain
+from unicity_infra.stack.plan import default_container_name
+
+__all__ = ["MODES", "SERVICE_ORDER", "UpSettings", "UpResult", "bring_up", "read_endpoints", "state_file",
+           "order_services"]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("direct", "local-edge", "production")
+# Start order: the faucet needs the relay and the aggregator.
+SERVICE_ORDER = ("relay", "aggregator", "faucet")
+DIRECT_PORTS = {"relay": 7777, "aggregator": 3000, "faucet": 7780}
+DEFAULT_DOMAIN_SUFFIX = "unicity.localhost"
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    """Validated options of ``up``."""
+
+    mode: str = "direct"
+    services: tuple[str, ...] = ()
+    domain_suffix: str = DEFAULT_DOMAIN_SUFFIX
+    domains: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    ssl_email: str | None = None
+    timeout_s: float = 180.0
+
+
+@dataclass
+class UpResult:
+    """What ``up`` started and where each service answers."""
+
+    endpoints: StackEndpoints
+    runs: dict[str, RunResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.runs.values())
+
+    @property
+    def changed(self) -> bool:
+        return any(result.changed for result in self.runs.values())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "changed": self.changed,
+            "endpoints": self.endpoints.to_json(),
+            "services": {name: result.to_json() for name, result in self.runs.items()},
+        }
+
+
+def order_services(requested: tuple[str, ...]) -> tuple[str, ...]:
+    """Return REQUESTED (default: every available service) in start order.
+
+    Raises SettingsError for a service this version cannot run.
+    """
+    available = [service for service in SERVICE_ORDER if service in SERVICES]
+    for service in requested:
+        if service not in available:
+            raise SettingsError("SERVICE", service, f"expected one of: {', '.join(available)}")
+    chosen = requested or tuple(available)
+    return tuple(service for service in SERVICE_ORDER if service in chosen)
+
+
+def _domain(settings: UpSettings, service: str) -> str:
+    if service in settings.domains:
+        return settings.domains[service]
+    return parse_domain(f"{service}.{settings.domain_suffix}", option="--domain-suffix")
+
+
+def _run_options(settings: UpSettings, service: str, *, stack: str) -> dict[str, object]:
+    options: dict[str, object] = {"container_name": default_container_name(stack, service)}
+    if settings.mode == "direct":
+        port = settings.ports.get(service, DIRECT_PORTS[service])
+        options.update(no_haproxy=True, publish=f"127.0.0.1:{port}")
+    else:
+        options["domain"] = _domain(settings, service)
+        if settings.ssl_email:
+            options["ssl_email"] = settings.ssl_email
+    return options
+
+
+def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress: Progress = SILENT) -> UpResult:
+    """Start each requested service in order and wait for it; record the endpoints.
+
+    A service that fails stops the sequence: ContainerFailedError names it and
+    carries its log tail, and the services already started are left running for
+    inspection ('down' removes them).
+    """
+    services = order_services(settings.services)
+    if settings.mode == "local-edge":
+        _ensure_local_edge(engine, stack=stack, progress=progress)
+
+    runs: dict[str, RunResult] = {}
+    for service in services:
+        progress.stage(f"Service {service}")
+        run_settings = build_run_settings(service, **_run_options(settings, service, stack=stack))  # type: ignore[arg-type]
+        try:
+            runs[service] = run_service(engine, run_settings, stack=stack, timeout_s=settings.timeout_s,
+                                        progress=progress)
+        except ContainerFailedError as exc:
+            raise ContainerFailedError(exc.container, f"(service {service}) {exc.reason}",
+                                       exit_status=exc.exit_status, log_tail=exc.log_tail) from exc
+        if not runs[service].ok:
+            raise InfraError(f"service {service} started but its checks failed; run 'unicity-infra status' and "
+                             f"'unicity-infra logs {service}' to see why")
+
+    endpoints = StackEndpoints(
+        mode=settings.mode,
+        relay_url=runs["relay"].endpoint if "relay" in runs else None,
+        ca_bundle=_edge_ca_bundle(engine, stack) if settings.mode == "local-edge" else None,
+    )
+    _write_state(stack, endpoints, containers=[result.container for result in runs.values()])
+    return UpResult(endpoints=endpoints, runs=runs)
+
+
+def _ensure_local_edge(engine: DockerEngine, *, stack: str, progress: Progress) -> None:
+    from unicity_infra.commands.edge import edge_status, edge_up
+    from unicity_infra.stack.edge import EdgeSettings
+
+    status = edge_status(engine, stack=stack)
+    if status is not None and status.state == "running":
+        progress.note(f"using the running local edge {status.container}")
+        return
+    edge_up(engine, EdgeSettings(), stack=stack, progress=progress)
+
+
+def _edge_ca_bundle(engine: DockerEngine, stack: str) -> str | None:
+    from unicity_infra.commands.edge import edge_status
+
+    status = edge_status(engine, stack=stack)
+    return status.ca_bundle if status else None
+
+
+def state_file(stack: str) -> Path:
+    """Return the file where ``up`` records STACK's endpoints."""
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    return base / "unicity-infra" / "stacks" / stack / "endpoints.json"
+
+
+def _write_state(stack: str, endpoints: StackEndpoints, *, containers: list[str]) -> None:
+    path = state_file(stack)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"endpoints": endpoints.to_json(), "containers": containers}, indent=2))
+    os.replace(temporary, path)
+
+
+def read_endpoints(engine: DockerEngine, *, stack: str) -> StackEndpoints:
+    """Return the endpoints ``up`` recorded, after checking their containers still run.
+
+    Raises InfraError when nothing was recorded or a recorded container is gone:
+    stale variables would point a test suite at nothing.
+    """
+    path = state_file(stack)
+    if not path.is_file():
+        raise InfraError(f"no endpoints recorded for stack {stack!r}; run 'unicity-infra up' first")
+    document = json.loads(path.read_text())
+    running = {info.name for info in engine.list_containers(stack=stack) if info.state == "running"}
+    missing = [name for name in document["containers"] if name not in running]
+    if missing:
+        raise InfraError(f"containers recorded by 'up' are not running: {', '.join(missing)}; "
+                         "run 'unicity-infra up' again")
+    return StackEndpoints(**document["endpoints"])

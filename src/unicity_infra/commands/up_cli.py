@@ -1,0 +1,92 @@
+"""CLI of ``up`` and ``env``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+__all__ = ["register"]
+
+
+def register(cli: click.Group) -> None:
+    from unicity_infra.cli import EXIT_CODES_HELP, Context, pass_context
+    from unicity_infra.commands.up import DEFAULT_DOMAIN_SUFFIX, MODES
+    from unicity_infra.harness.env import FORMATS
+
+    @cli.command(epilog=EXIT_CODES_HELP)
+    @click.argument("services", nargs=-1)
+    @click.option("--mode", type=click.Choice(MODES), default="direct", show_default=True,
+                  help="direct: plain ports on 127.0.0.1; local-edge: HAProxy and Pebble as local containers; "
+                       "production: the host's HAProxy and Let's Encrypt.")
+    @click.option("--domain-suffix", default=DEFAULT_DOMAIN_SUFFIX, show_default=True,
+                  help="Names are SERVICE.SUFFIX in local-edge and production modes.")
+    @click.option("--relay-domain", help="Host name of the relay (overrides the suffix).")
+    @click.option("--ssl-email", help="Contact e-mail for the ACME account.")
+    @click.option("--relay-port", default="7777", show_default=True, help="Host port of the relay in direct mode.")
+    @click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True,
+                  help="Seconds to wait for each service to become healthy.")
+    @click.option("--json", "json_output", is_flag=True,
+                  help="Print one JSON document with every endpoint on stdout; no progress output.")
+    @pass_context
+    def up(context: Context, services: tuple[str, ...], mode: str, domain_suffix: str, relay_domain: str | None,
+           ssl_email: str | None, relay_port: str, timeout_s: float, json_output: bool) -> None:
+        """Bring up SERVICES (default: all) in dependency order and wait until every one is healthy.
+
+        Running it again on a healthy stack changes nothing and says so.
+
+        \b
+        Examples:
+          unicity-infra up                       # direct mode, ws://127.0.0.1:7777
+          unicity-infra up --mode local-edge     # wss://relay.unicity.localhost through HAProxy
+        """
+        from unicity_infra.commands.up import UpSettings, bring_up
+        from unicity_infra.settings import parse_domain, parse_email, parse_port
+        from unicity_infra.terminal import TerminalProgress
+
+        if mode == "production" and not (relay_domain or domain_suffix != DEFAULT_DOMAIN_SUFFIX):
+            from unicity_infra.errors import SettingsError
+
+            raise SettingsError("--mode", mode, "production mode needs real names: give --domain-suffix or "
+                                "--relay-domain")
+        settings = UpSettings(
+            mode=mode,
+            services=services,
+            domain_suffix=parse_domain(f"x.{domain_suffix}", option="--domain-suffix")[2:],
+            domains={"relay": parse_domain(relay_domain, option="--relay-domain")} if relay_domain else {},
+            ports={"relay": parse_port(relay_port, option="--relay-port")},
+            ssl_email=parse_email(ssl_email) if ssl_email else None,
+            timeout_s=timeout_s,
+        )
+        progress = context.progress(json_output=json_output)
+        try:
+            result = bring_up(context.engine(), settings, stack=context.stack, progress=progress)
+        finally:
+            if isinstance(progress, TerminalProgress):
+                progress.close()
+        if json_output:
+            context.out.print_json(json.dumps(result.to_json()))
+            return
+        context.err.print("no changes: the stack already runs these settings" if not result.changed
+                          else "stack is up", markup=False)
+        for key, value in result.endpoints.to_json().items():
+            if value is not None:
+                context.out.print(f"{key:22} {value}", markup=False)
+
+    @cli.command(epilog=EXIT_CODES_HELP)
+    @click.option("--format", "output_format", type=click.Choice(FORMATS), default="shell", show_default=True,
+                  help="dotenv (KEY=value), shell (export KEY='value') or json.")
+    @pass_context
+    def env(context: Context, output_format: str) -> None:
+        """Print the variables the SDK's e2e suites and the faucet read, for the running stack.
+
+        \b
+        Example:
+          eval "$(unicity-infra env)"
+        """
+        from unicity_infra.commands.up import read_endpoints
+        from unicity_infra.harness.env import harness_variables, render_variables
+
+        variables = harness_variables(read_endpoints(context.engine(), stack=context.stack))
+        sys.stdout.write(render_variables(variables, output_format=output_format))
