@@ -657,3 +657,7 @@ def _register_command_modules() -> None:
 
 
 _register_command_modules()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The unicity_stack fixture, run in a separate pytest process against the real CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+pytest_plugins = ["pytester"]
+
+SUITE = '''
+import urllib.request
+
+def test_relay_answers(unicity_stack):
+    assert unicity_stack.started_here
+    request = urllib.request.Request(unicity_stack.relay_url.replace("ws", "http", 1),
+                                     headers={"Accept": "application/nostr+json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert b"supported_nips" in response.read()
+
+def test_variables_exported(unicity_stack):
+    import os
+    assert os.environ["SPHERE_NOSTR_RELAYS"] == unicity_stack.relay_url
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return probe_socket.getsockname()[1]
+
+
+def test_unicity_stack_fixture_boots_and_tears_down(
+    relay_image: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = f"plugin-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("UNICITY_INFRA_STACK", stack)
+    monkeypatch.setenv("E2E_LOCAL_INFRA", "1")
+    monkeypatch.setenv("E2E_LOCAL_INFRA_NO_FAUCET", "1")
+    monkeypatch.setenv("E2E_LOCAL_INFRA_WIPE", "1")
+    monkeypatch.setenv("E2E_UNICITY_INFRA_UP_ARGS", f"--relay-port {_free_port()}")
+    for key in ("SPHERE_NOSTR_RELAYS", "E2E_LOCAL_FAUCET_PUBKEY", "SPHERE_AGGREGATOR_URL"):
+        monkeypatch.delenv(key, raising=False)
+    pytester.makepyfile(test_stack=SUITE)
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=2)
+    status = subprocess.run(["unicity-infra", "--stack", stack, "status", "--json"],
+                            capture_output=True, text=True, check=True)
+    assert json.loads(status.stdout)["containers"] == []
+
+
+def test_unicity_stack_fixture_skips_without_switch(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("E2E_LOCAL_INFRA", "E2E_LOCAL_AGGREGATOR"):
+        monkeypatch.delenv(key, raising=False)
+    pytester.makepyfile(test_stack="def test_needs_stack(unicity_stack):\n    pass\n")
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(skipped=1)
