@@ -236,3 +236,40 @@ def test_run_aggregator_missing_image_named(stack: AggregatorStack) -> None:
     assert result.returncode == 1
     assert "mongo (unicity-infra-test/absent-mongo:0)" in result.stderr
     assert "--image-override KEY=IMAGE" in result.stderr
+
+
+EDGE_DOMAIN = "aggregator.unicity.localhost"
+
+
+@pytest.fixture(scope="module")
+def edge_image() -> str:
+    return build_images(["edge"], offline=True)["edge"]
+
+
+@pytest.fixture
+def edge_stack(stack: AggregatorStack, edge_image: str) -> Iterator[AggregatorStack]:
+    """STACK with its own local edge on its own network and free host ports; the edge is removed afterwards."""
+    network = f"unicity-test-edge-{stack.name}"
+    http_port, https_port, api_port = free_port(), free_port(), free_port()
+    stack.edge_network = network  # type: ignore[attr-defined]
+    try:
+        result = stack.cli("edge", "up", "--network", network, "--http-port", str(http_port),
+                           "--https-port", str(https_port), "--api-port", str(api_port), "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield stack
+    finally:
+        stack.cli("down", "--wipe", "--wipe-certificates", "--yes")
+        stack.cli("edge", "down", "--wipe")
+
+
+def test_run_aggregator_through_local_edge(edge_stack: AggregatorStack) -> None:
+    network = edge_stack.edge_network  # type: ignore[attr-defined]
+
+    result = edge_stack.cli("run", "aggregator", "--domain", EDGE_DOMAIN, "--haproxy-net", network, "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    checks = _check_statuses(document)
+    assert document["endpoint"] == f"https://{EDGE_DOMAIN}"
+    assert "certificate chain" in checks
+    assert set(checks.values()) == {"ok"}, checks
