@@ -179,3 +179,58 @@ def test_backoff_policy_custom_constants() -> None:
 
 def test_backoff_policy_long_crash_loop_stays_capped() -> None:
     assert BackoffPolicy().delay_s(10_000) == 60.0
+
+
+def test_load_config_edge_and_renewal_defaults() -> None:
+    config = load_config({})
+
+    assert config.heartbeat_s == 30.0
+    assert config.reachability_check == "auto"
+    assert config.domain_http_port == 80
+    assert config.static_hosts == ()
+    assert config.container_name is None
+    assert config.renew_first_check_s == 3600.0
+    assert config.renew_interval_s == 43200.0
+
+
+def test_load_config_edge_and_renewal_overrides() -> None:
+    config = load_config(
+        {
+            "HAPROXY_HEARTBEAT_S": "1.5",
+            "SSL_REACHABILITY_CHECK": "False",
+            "UNICITY_DOMAIN_HTTP_PORT": "18080",
+            "UNICITY_HOSTS": "relay.example.org=127.0.0.1, nostr.example.org=127.0.0.2",
+            "UNICITY_CONTAINER_NAME": "unicity-relay",
+            "SSL_RENEW_FIRST_CHECK_S": "5",
+            "SSL_RENEW_INTERVAL_S": "60",
+        }
+    )
+
+    assert config.heartbeat_s == 1.5
+    assert config.reachability_check == "false"
+    assert config.domain_http_port == 18080
+    assert config.static_address("nostr.example.org") == "127.0.0.2"
+    assert config.static_address("other.example.org") is None
+    assert config.container_name == "unicity-relay"
+    assert config.renew_first_check_s == 5.0
+    assert config.renew_interval_s == 60.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected_text"),
+    [
+        ("UNICITY_HOSTS", "relay.example.org", "expected name=IPv4 pairs"),
+        ("UNICITY_HOSTS", "relay.example.org=localhost", "'localhost' is not an IPv4 address"),
+        ("UNICITY_HOSTS", "relay_1.example.org=127.0.0.1", "expected a host name"),
+        ("SSL_REACHABILITY_CHECK", "sometimes", "expected auto, true or false"),
+        ("HAPROXY_HEARTBEAT_S", "0", "expected a positive number of seconds"),
+        ("SSL_RENEW_INTERVAL_S", "soon", "expected a positive number of seconds"),
+        ("UNICITY_CONTAINER_NAME", "bad name", "expected a host name"),
+    ],
+)
+def test_load_config_edge_settings_invalid(name: str, value: str, expected_text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({name: value})
+
+    assert caught.value.name == name
+    assert expected_text in str(caught.value)

@@ -9,8 +9,12 @@ import pytest
 
 from unicity_infra.container.config import SupervisorConfig, load_config
 from unicity_infra.container.tls import (
+    AcmeSource,
     CertificateState,
+    acme_source,
     certbot_command,
+    certbot_renew_command,
+    certificate_fingerprint,
     certificate_paths,
     parse_x509_text,
     render_openssl_request_config,
@@ -162,3 +166,71 @@ def test_set_aside_unmanaged_certificate_keeps_certbot_lineage(tmp_path: Path) -
 
     assert set_aside_unmanaged_certificate(tmp_path, "relay.example.org") is None
     assert live.exists()
+
+
+def test_acme_source_precedence() -> None:
+    edge_ca = Path("/run/unicity/acme/edge-acme-ca.pem")
+    advertised = {"advertised_directory": "https://haproxy:14000/dir", "advertised_ca_bundle": edge_ca}
+
+    from_env = acme_source(acme_config(ACME_SERVER="https://ca.example/dir", ACME_CA_BUNDLE="/ca.pem"), **advertised)
+    from_edge = acme_source(acme_config(SSL_STAGING="true"), **advertised)
+    edge_with_own_bundle = acme_source(acme_config(ACME_CA_BUNDLE="/ca.pem"), **advertised)
+    default = acme_source(acme_config())
+    staging = acme_source(acme_config(SSL_STAGING="true"))
+
+    assert from_env == AcmeSource("https://ca.example/dir", Path("/ca.pem"), origin="ACME_SERVER")
+    assert from_edge == AcmeSource("https://haproxy:14000/dir", edge_ca, origin="edge")
+    assert edge_with_own_bundle.ca_bundle == Path("/ca.pem")
+    assert default == AcmeSource(None)
+    assert staging == AcmeSource(None, staging=True)
+
+
+def test_acme_source_describe() -> None:
+    assert AcmeSource(None).describe() == "Let's Encrypt (https://acme-v02.api.letsencrypt.org/directory)"
+    assert AcmeSource(None, staging=True).describe().startswith("Let's Encrypt staging (https://acme-staging-v02.")
+    assert AcmeSource("https://h:14000/dir", origin="edge").describe() == "https://h:14000/dir (advertised by the edge)"
+    assert AcmeSource("https://ca/dir", origin="ACME_SERVER").describe() == "https://ca/dir (set by ACME_SERVER)"
+
+
+def test_certbot_command_with_edge_source() -> None:
+    source = AcmeSource("https://haproxy:14000/dir", Path("/ca.pem"), origin="edge")
+
+    command = certbot_command(acme_config(SSL_STAGING="true"), work_dir=Path("/w"), logs_dir=Path("/l"), acme=source)
+
+    assert command[command.index("--server") + 1] == "https://haproxy:14000/dir"
+    assert "--staging" not in command
+
+
+def test_certbot_renew_command_only_this_lineage() -> None:
+    source = AcmeSource("https://haproxy:14000/dir", origin="edge")
+
+    command = certbot_renew_command(
+        acme_config(SSL_DOMAIN_ALIASES="nostr.example.org"), source, work_dir=Path("/w"), logs_dir=Path("/l")
+    )
+
+    assert command[:2] == ["/usr/bin/certbot", "renew"]
+    assert command[command.index("--cert-name") + 1] == "relay.example.org"
+    assert command[command.index("--server") + 1] == "https://haproxy:14000/dir"
+    assert command[command.index("--webroot-path") + 1] == "/var/www/acme-challenge"
+    assert command[command.index("--config-dir") + 1] == "/etc/letsencrypt"
+    assert "--no-random-sleep-on-renew" in command
+    assert "--force-renewal" in command
+    assert "-d" not in command
+
+
+def test_certbot_renew_command_staging() -> None:
+    command = certbot_renew_command(acme_config(), AcmeSource(None, staging=True), work_dir=Path("/w"), logs_dir=Path("/l"))
+
+    assert "--staging" in command
+    assert "--server" not in command
+
+
+def test_certificate_fingerprint_follows_content(tmp_path: Path) -> None:
+    cert_file = tmp_path / "fullchain.pem"
+    cert_file.write_text("first")
+    first = certificate_fingerprint(cert_file)
+    cert_file.write_text("second")
+
+    assert certificate_fingerprint(tmp_path / "missing.pem") is None
+    assert first is not None
+    assert certificate_fingerprint(cert_file) != first

@@ -33,6 +33,8 @@ __all__ = [
     "parse_domain_aliases",
     "parse_extra_ports",
     "parse_listen_address",
+    "parse_static_hosts",
+    "parse_reachability_check",
     "check_port_conflicts",
 ]
 
@@ -43,6 +45,7 @@ _FALSE = {"0", "false", "no", "off"}
 # RFC 1123 host-name label: letters, digits and inner hyphens, at most 63 characters.
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EXTRA_PORT_MODES = ("tcp", "http")
+REACHABILITY_CHECK_MODES = ("auto", "true", "false")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,13 @@ class SupervisorConfig:
     extra_ports: tuple[ExtraPort, ...] = ()
     acme_server: str | None = None
     acme_ca_bundle: Path | None = None
+    container_name: str | None = None
+    heartbeat_s: float = 30.0
+    reachability_check: str = "auto"
+    domain_http_port: int = 80
+    static_hosts: tuple[tuple[str, str], ...] = ()
+    renew_first_check_s: float = 3600.0
+    renew_interval_s: float = 43200.0
     stop_grace_s: float = 8.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     run_dir: Path = Path("/run/unicity")
@@ -123,6 +133,10 @@ class SupervisorConfig:
         if self.domain is None:
             return ()
         return (self.domain, *self.domain_aliases)
+
+    def static_address(self, name: str) -> str | None:
+        """Return the address ``UNICITY_HOSTS`` gives NAME, or None when NAME is resolved by DNS."""
+        return dict(self.static_hosts).get(name)
 
 
 def load_config(environ: Mapping[str, str]) -> SupervisorConfig:
@@ -159,6 +173,13 @@ def load_config(environ: Mapping[str, str]) -> SupervisorConfig:
         extra_ports=parse_extra_ports(read_str(environ, "EXTRA_PORTS")),
         acme_server=read_str(environ, "ACME_SERVER"),
         acme_ca_bundle=read_path(environ, "ACME_CA_BUNDLE"),
+        container_name=parse_domain(read_str(environ, "UNICITY_CONTAINER_NAME"), name="UNICITY_CONTAINER_NAME"),
+        heartbeat_s=read_float(environ, "HAPROXY_HEARTBEAT_S", 30.0),
+        reachability_check=parse_reachability_check(read_str(environ, "SSL_REACHABILITY_CHECK")),
+        domain_http_port=read_port(environ, "UNICITY_DOMAIN_HTTP_PORT", 80),
+        static_hosts=parse_static_hosts(read_str(environ, "UNICITY_HOSTS")),
+        renew_first_check_s=read_float(environ, "SSL_RENEW_FIRST_CHECK_S", 3600.0),
+        renew_interval_s=read_float(environ, "SSL_RENEW_INTERVAL_S", 43200.0),
         stop_grace_s=read_float(environ, "UNICITY_STOP_GRACE_S", 8.0),
         backoff=backoff,
         run_dir=read_path(environ, "UNICITY_RUN_DIR") or Path("/run/unicity"),
@@ -331,6 +352,47 @@ def parse_listen_address(value: str | None) -> str | None:
     except ValueError:
         raise ConfigError("UNICITY_LISTEN_ADDRESS", value, "expected an IPv4 address such as 127.0.0.1") from None
     return value
+
+
+def parse_static_hosts(value: str | None) -> tuple[tuple[str, str], ...]:
+    """Parse ``UNICITY_HOSTS``, comma-separated ``name=IPv4`` pairs used instead of DNS for those names.
+
+    It does for a supervisor run as a host process what ``/etc/hosts`` entries do in a container.
+
+    >>> parse_static_hosts("relay.example.org=127.0.0.1")
+    (('relay.example.org', '127.0.0.1'),)
+    """
+    if value is None:
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        name, separator, address = item.partition("=")
+        if not separator:
+            raise ConfigError("UNICITY_HOSTS", value, "expected name=IPv4 pairs such as relay.example.org=127.0.0.1")
+        domain = parse_domain(name, name="UNICITY_HOSTS")
+        try:
+            ipaddress.IPv4Address(address.strip())
+        except ValueError:
+            raise ConfigError("UNICITY_HOSTS", value, f"{address.strip()!r} is not an IPv4 address") from None
+        if domain is not None:
+            pairs.append((domain, address.strip()))
+    return tuple(pairs)
+
+
+def parse_reachability_check(value: str | None) -> str:
+    """Parse ``SSL_REACHABILITY_CHECK``: "auto" (the default), "true" or "false".
+
+    >>> parse_reachability_check("TRUE")
+    'true'
+    """
+    if value is None:
+        return "auto"
+    lowered = value.lower()
+    if lowered not in REACHABILITY_CHECK_MODES:
+        raise ConfigError("SSL_REACHABILITY_CHECK", value, "expected auto, true or false")
+    return lowered
 
 
 def parse_extra_ports(value: str | None) -> tuple[ExtraPort, ...]:

@@ -3,16 +3,19 @@
 Certificates live where certbot keeps them, ``<cert root>/live/<domain>/``
 ``{fullchain.pem,privkey.pem}``, so a later certbot run finds the same layout.
 Certificates come from an ACME server through certbot's webroot method, or are
-self-signed when ``SSL_TEST_MODE`` is on.
+self-signed when ``SSL_TEST_MODE`` is on. The same lineage is renewed later with
+``certbot renew --cert-name <domain>``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +25,10 @@ from unicity_infra.container.errors import CertificateError, ToolMissingError
 
 __all__ = [
     "SELF_SIGNED_VALID_DAYS",
+    "LETS_ENCRYPT_DIRECTORY",
+    "LETS_ENCRYPT_STAGING_DIRECTORY",
+    "AcmeSource",
+    "acme_source",
     "CertificateState",
     "certificate_paths",
     "read_certificate_state",
@@ -33,6 +40,9 @@ __all__ = [
     "set_aside_unmanaged_certificate",
     "issue_acme_certificate",
     "ensure_certificate",
+    "certbot_renew_command",
+    "renew_acme_certificate",
+    "certificate_fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,6 +51,53 @@ SELF_SIGNED_VALID_DAYS = 90
 _OPENSSL_TIMEOUT_S = 30.0
 # Let's Encrypt usually validates within seconds; the cap only stops a hung certbot.
 _CERTBOT_TIMEOUT_S = 300.0
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True)
+class AcmeSource:
+    """The ACME directory certbot uses, the CA file that verifies its HTTPS, and where the choice came from.
+
+    ``directory`` None means certbot's own default, Let's Encrypt (or its staging CA
+    when ``staging`` is set). ``origin`` names the source for the log: "ACME_SERVER",
+    "edge" or "default".
+    """
+
+    directory: str | None
+    ca_bundle: Path | None = None
+    staging: bool = False
+    origin: str = "default"
+
+    def describe(self) -> str:
+        """Return the directory URL with its origin, e.g. ``Let's Encrypt staging (https://…)``."""
+        if self.directory is None:
+            if self.staging:
+                return f"Let's Encrypt staging ({LETS_ENCRYPT_STAGING_DIRECTORY}; SSL_STAGING=true)"
+            return f"Let's Encrypt ({LETS_ENCRYPT_DIRECTORY})"
+        source = "set by ACME_SERVER" if self.origin == "ACME_SERVER" else f"advertised by the {self.origin}"
+        return f"{self.directory} ({source})"
+
+
+def acme_source(
+    config: SupervisorConfig,
+    *,
+    advertised_directory: str | None = None,
+    advertised_ca_bundle: Path | None = None,
+) -> AcmeSource:
+    """Pick the ACME CA: ``ACME_SERVER``, else the edge's advertised directory, else Let's Encrypt.
+
+    ``ACME_CA_BUNDLE``, when set, verifies the chosen directory's HTTPS in place of
+    the edge's advertised CA file.
+
+    >>> acme_source(SupervisorConfig(), advertised_directory="https://haproxy:14000/dir").origin
+    'edge'
+    """
+    if config.acme_server:
+        return AcmeSource(config.acme_server, config.acme_ca_bundle, origin="ACME_SERVER")
+    if advertised_directory:
+        return AcmeSource(advertised_directory, config.acme_ca_bundle or advertised_ca_bundle, origin="edge")
+    return AcmeSource(None, config.acme_ca_bundle, staging=config.ssl_staging)
 
 
 @dataclass(frozen=True)
@@ -229,11 +286,14 @@ def issue_self_signed(
     return state
 
 
-def certbot_command(config: SupervisorConfig, *, work_dir: Path, logs_dir: Path) -> list[str]:
+def certbot_command(
+    config: SupervisorConfig, *, work_dir: Path, logs_dir: Path, acme: AcmeSource | None = None
+) -> list[str]:
     """Return the ``certbot certonly`` argv that obtains the configured names through the webroot.
 
     The supervisor has already decided a new certificate is due, so the command
-    forces issuance instead of applying certbot's own renewal threshold.
+    forces issuance instead of applying certbot's own renewal threshold. ACME
+    defaults to ``acme_source(config)``.
     """
     assert config.domain is not None
     command = [
@@ -250,11 +310,33 @@ def certbot_command(config: SupervisorConfig, *, work_dir: Path, logs_dir: Path)
         command += ["--email", config.admin_email, "--no-eff-email"]
     else:
         command.append("--register-unsafely-without-email")
-    if config.acme_server:
-        command += ["--server", config.acme_server]
-    elif config.ssl_staging:
-        command.append("--staging")
-    return command
+    return command + _server_arguments(acme or acme_source(config))
+
+
+def certbot_renew_command(config: SupervisorConfig, acme: AcmeSource, *, work_dir: Path, logs_dir: Path) -> list[str]:
+    """Return the ``certbot renew`` argv for this domain's lineage only, through the webroot.
+
+    The supervisor applies ``SSL_CERT_RENEW_DAYS`` itself before calling it, so the
+    command forces renewal. Without ``--no-random-sleep-on-renew`` a certbot run
+    without a terminal waits up to eight minutes first.
+    """
+    assert config.domain is not None
+    command = [
+        str(config.certbot_binary), "renew", "--non-interactive", "--no-random-sleep-on-renew",
+        "--cert-name", config.domain,
+        "--webroot", "--webroot-path", str(config.webroot),
+        "--config-dir", str(config.cert_root), "--work-dir", str(work_dir), "--logs-dir", str(logs_dir),
+        "--force-renewal",
+    ]
+    return command + _server_arguments(acme)
+
+
+def _server_arguments(acme: AcmeSource) -> list[str]:
+    if acme.directory is not None:
+        return ["--server", acme.directory]
+    if acme.staging:
+        return ["--staging"]
+    return []
 
 
 def set_aside_unmanaged_certificate(cert_root: Path, domain: str, *, now: datetime | None = None) -> Path | None:
@@ -279,40 +361,25 @@ def set_aside_unmanaged_certificate(cert_root: Path, domain: str, *, now: dateti
     return destination
 
 
-def issue_acme_certificate(config: SupervisorConfig) -> CertificateState:
-    """Obtain a certificate from the ACME server with certbot's HTTP-01 webroot method.
+def issue_acme_certificate(config: SupervisorConfig, acme: AcmeSource | None = None) -> CertificateState:
+    """Obtain a certificate from the ACME CA with certbot's HTTP-01 webroot method.
 
-    nginx must already serve the webroot on port 80. Raises CertificateError when
-    certbot fails or leaves no certificate, and ToolMissingError without certbot.
+    nginx must already serve the webroot on port 80. ACME defaults to
+    ``acme_source(config)``. Raises CertificateError when certbot fails or leaves
+    no certificate, and ToolMissingError without certbot.
     """
     assert config.domain is not None
-    work_dir = config.run_dir / "certbot" / "work"
-    logs_dir = config.run_dir / "certbot" / "logs"
-    command = certbot_command(config, work_dir=work_dir, logs_dir=logs_dir)
-    env = dict(os.environ)
-    if config.acme_ca_bundle is not None:
-        # certbot talks to the ACME server through requests, which reads its trust store from here.
-        env["REQUESTS_CA_BUNDLE"] = str(config.acme_ca_bundle)
+    source = acme or acme_source(config)
+    work_dir, logs_dir = _certbot_dirs(config)
+    command = certbot_command(config, work_dir=work_dir, logs_dir=logs_dir, acme=source)
 
     set_aside_unmanaged_certificate(config.cert_root, config.domain)
     logger.info(
         "requesting certificate domain=%s names=%s server=%s",
-        config.domain, ",".join(config.server_names), config.acme_server or ("staging" if config.ssl_staging else "default"),
+        config.domain, ",".join(config.server_names), _source_label(source),
     )
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=_CERTBOT_TIMEOUT_S, check=False)
-    except FileNotFoundError:
-        raise ToolMissingError("certbot", command[0], "install certbot or set UNICITY_CERTBOT_BIN") from None
-    except subprocess.TimeoutExpired:
-        raise CertificateError(config.domain, f"certbot did not finish within {_CERTBOT_TIMEOUT_S:g} s") from None
+    _run_certbot(command, config.domain, source, logs_dir=logs_dir)
 
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise CertificateError(
-            config.domain,
-            f"certbot exited with status {result.returncode}; its last lines follow, and the full log is in "
-            f"{logs_dir}/letsencrypt.log:\n{tail}",
-        )
     state = read_certificate_state(config.domain, config.cert_root, openssl=config.openssl_binary)
     if state is None:
         raise CertificateError(config.domain, f"certbot succeeded but {certificate_paths(config.cert_root, config.domain)[0]} is missing")
@@ -320,11 +387,71 @@ def issue_acme_certificate(config: SupervisorConfig) -> CertificateState:
     return state
 
 
-def ensure_certificate(config: SupervisorConfig) -> CertificateState:
+def renew_acme_certificate(config: SupervisorConfig, acme: AcmeSource) -> CertificateState:
+    """Renew this domain's certbot lineage now and return the certificate that is live afterwards.
+
+    Raises CertificateError when certbot fails, ToolMissingError without certbot.
+    """
+    assert config.domain is not None
+    work_dir, logs_dir = _certbot_dirs(config)
+    command = certbot_renew_command(config, acme, work_dir=work_dir, logs_dir=logs_dir)
+    logger.info("renewing certificate domain=%s server=%s", config.domain, _source_label(acme))
+    _run_certbot(command, config.domain, acme, logs_dir=logs_dir)
+
+    state = read_certificate_state(config.domain, config.cert_root, openssl=config.openssl_binary)
+    if state is None:
+        raise CertificateError(config.domain, f"{certificate_paths(config.cert_root, config.domain)[0]} is missing after certbot renew")
+    return state
+
+
+def certificate_fingerprint(cert_file: Path) -> str | None:
+    """Return the SHA-256 of CERT_FILE's content (the live symlink is followed), or None when it is missing."""
+    try:
+        return hashlib.sha256(cert_file.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _source_label(acme: AcmeSource) -> str:
+    return acme.directory or ("staging" if acme.staging else "default")
+
+
+def _certbot_dirs(config: SupervisorConfig) -> tuple[Path, Path]:
+    return config.run_dir / "certbot" / "work", config.run_dir / "certbot" / "logs"
+
+
+def _run_certbot(command: list[str], domain: str, acme: AcmeSource, *, logs_dir: Path) -> None:
+    env = dict(os.environ)
+    if acme.ca_bundle is not None:
+        # certbot talks to the ACME server through requests, which reads its trust store from here.
+        env["REQUESTS_CA_BUNDLE"] = str(acme.ca_bundle)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=_CERTBOT_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise ToolMissingError("certbot", command[0], "install certbot or set UNICITY_CERTBOT_BIN") from None
+    except subprocess.TimeoutExpired:
+        raise CertificateError(domain, f"certbot did not finish within {_CERTBOT_TIMEOUT_S:g} s") from None
+
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise CertificateError(
+            domain,
+            f"certbot exited with status {result.returncode}; its last lines follow, and the full log is in "
+            f"{logs_dir}/letsencrypt.log:\n{tail}",
+        )
+
+
+def ensure_certificate(
+    config: SupervisorConfig,
+    *,
+    acme: AcmeSource | None = None,
+    before_request: Callable[[], None] | None = None,
+) -> CertificateState:
     """Return a usable certificate for the configured domain, reusing one that is still valid.
 
-    Raises CertificateError when SSL_DOMAIN is empty or no certificate can be read
-    or obtained.
+    BEFORE_REQUEST runs just before the ACME CA is asked (never in test mode), so a
+    check it raises from stops the request. Raises CertificateError when SSL_DOMAIN
+    is empty or no certificate can be read or obtained.
     """
     if config.domain is None:
         raise CertificateError("(none)", "SSL_DOMAIN is empty, so there is no domain to certify")
@@ -346,7 +473,9 @@ def ensure_certificate(config: SupervisorConfig) -> CertificateState:
     logger.info("new certificate needed domain=%s reason=%s", config.domain, reason)
     if config.ssl_test_mode:
         return issue_self_signed(config.server_names, config.cert_root, openssl=config.openssl_binary)
-    return issue_acme_certificate(config)
+    if before_request is not None:
+        before_request()
+    return issue_acme_certificate(config, acme)
 
 
 def _with_days(state: CertificateState, now: datetime) -> CertificateState:
