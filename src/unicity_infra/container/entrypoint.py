@@ -1,8 +1,9 @@
 """Container entrypoint: ``python3 -m unicity_infra.container.entrypoint SERVICE``.
 
 Runs the service plan in steps: prepare directories, render the service's
-configuration, serve plain HTTP with nginx, obtain or reuse the certificate,
-switch nginx to TLS, start the service and supervise until SIGTERM or SIGINT.
+configuration, serve plain HTTP with nginx and register that route with the edge.
+Then it obtains or reuses the certificate, switches nginx to TLS, registers the TLS
+route and starts the service. On SIGTERM or SIGINT it deregisters, then stops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from unicity_infra.container.config import SupervisorConfig, load_config, read_str
+from unicity_infra.container.edge_link import EdgeLink
 from unicity_infra.container.errors import (
     CertificateError,
     ConfigError,
@@ -33,7 +35,10 @@ from unicity_infra.container.errors import (
     SupervisorError,
     ToolMissingError,
 )
+from unicity_infra.container.heartbeat import Heartbeat
 from unicity_infra.container.nginx import NginxSite, install_config, nginx_command, render_http_config, render_tls_config, site_from_config
+from unicity_infra.container.reachability import DomainUnreachableError, check_domains_reach_us
+from unicity_infra.container.renewal import CertificateRenewer, reload_nginx_certificate
 from unicity_infra.container.services import ServicePlan, load_plan
 from unicity_infra.container.services.plan import PublicDocument
 from unicity_infra.container.status import (
@@ -44,7 +49,7 @@ from unicity_infra.container.status import (
     is_tcp_reachable,
 )
 from unicity_infra.container.supervisor import ProcessSpec, Supervisor
-from unicity_infra.container.tls import CertificateState, ensure_certificate
+from unicity_infra.container.tls import AcmeSource, CertificateState, acme_source, ensure_certificate
 
 __all__ = [
     "NGINX",
@@ -58,8 +63,11 @@ __all__ = [
     "wait_for_proxy",
     "wait_for_redirect",
     "start_nginx",
+    "choose_acme_source",
+    "reachability_check",
     "obtain_certificate",
     "switch_to_tls",
+    "supervise",
     "run",
     "main",
 ]
@@ -69,6 +77,9 @@ logger = logging.getLogger("unicity_infra.container.entrypoint")
 
 NGINX = "nginx"
 _PROXY_WAIT_S = 10.0
+# Deregistering runs before the children stop, within the stop grace Docker allows.
+_LEAVE_DEADLINE_S = 3.0
+_ADVERTISEMENT_ATTEMPTS = 3
 _LOG_PREFIX = "unicity_infra.container."
 
 
@@ -284,14 +295,92 @@ def start_nginx(config: SupervisorConfig, site: NginxSite, supervisor: Superviso
             raise ProxyNotListeningError(site.http_port, _PROXY_WAIT_S)
 
 
-def obtain_certificate(config: SupervisorConfig) -> CertificateState | None:
+def choose_acme_source(config: SupervisorConfig, link: EdgeLink | None) -> AcmeSource:
+    """Return the ACME CA to use and log it: ACME_SERVER, else what the edge advertises, else Let's Encrypt.
+
+    The edge's ``acme_ca_pem`` is written to a file that certbot trusts for the
+    directory's HTTPS. Raises CertificateError when ``GET /v1/edge`` fails, so a
+    passing failure of the edge never sends the request to Let's Encrypt.
+    """
+    assert config.domain is not None
+    if config.acme_server or link is None:
+        source = acme_source(config)
+    else:
+        source = _advertised_acme_source(config, link)
+    logger.info("ACME CA: %s", source.describe())
+    return source
+
+
+def _advertised_acme_source(config: SupervisorConfig, link: EdgeLink) -> AcmeSource:
+    assert config.domain is not None
+    last_error = ""
+    for attempt in range(1, _ADVERTISEMENT_ATTEMPTS + 1):
+        try:
+            advertisement = link.fetch_advertisement()
+            break
+        except (OSError, ValueError) as exc:
+            last_error = str(exc)
+            logger.debug("GET /v1/edge failed attempt=%d/%d: %s", attempt, _ADVERTISEMENT_ATTEMPTS, exc)
+            time.sleep(1.0)
+    else:
+        raise CertificateError(
+            config.domain,
+            f"the edge at {link.api_url} did not say which ACME CA to use (GET /v1/edge: {last_error}); "
+            "check the edge, or set ACME_SERVER to choose the CA",
+        )
+
+    if advertisement is None or advertisement.acme_directory is None:
+        return acme_source(config)
+    ca_file = None
+    if advertisement.acme_ca_pem:
+        ca_file = config.run_dir / "acme" / "edge-acme-ca.pem"
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        ca_file.write_text(advertisement.acme_ca_pem)
+    return acme_source(config, advertised_directory=advertisement.acme_directory, advertised_ca_bundle=ca_file)
+
+
+def reachability_check(
+    config: SupervisorConfig, *, has_edge: bool, is_cancelled: Callable[[], bool] = lambda: False
+) -> Callable[[], None] | None:
+    """Return the check that every server name reaches this container over HTTP, or None when it is off.
+
+    SSL_REACHABILITY_CHECK=auto runs it with an edge or with Let's Encrypt, and skips
+    it for an ACME_SERVER without an edge, because such a CA may resolve names
+    through its own DNS (Pebble with pebble-challtestsrv does).
+    """
+    mode = config.reachability_check
+    if mode == "false" or (mode == "auto" and not has_edge and config.acme_server is not None):
+        logger.info("reachability check skipped: SSL_REACHABILITY_CHECK=%s, edge=%s, ACME_SERVER set", mode, has_edge)
+        return None
+    return functools.partial(
+        check_domains_reach_us,
+        config.server_names,
+        webroot=config.webroot,
+        port=config.domain_http_port,
+        static_hosts=dict(config.static_hosts),
+        is_cancelled=is_cancelled,
+    )
+
+
+def obtain_certificate(
+    config: SupervisorConfig,
+    link: EdgeLink | None = None,
+    *,
+    is_cancelled: Callable[[], bool] = lambda: False,
+) -> CertificateState | None:
     """Return the domain's certificate, or None when it failed and SSL_REQUIRED is false.
 
-    Raises CertificateError when it failed and SSL_REQUIRED is true.
+    Outside test mode the ACME CA is chosen first, and the domain's reachability is
+    checked before the CA is asked. Raises CertificateError or DomainUnreachableError
+    when it failed and SSL_REQUIRED is true.
     """
     try:
-        return ensure_certificate(config)
-    except CertificateError as exc:
+        if config.ssl_test_mode:
+            return ensure_certificate(config)
+        acme = choose_acme_source(config, link)
+        check = reachability_check(config, has_edge=link is not None, is_cancelled=is_cancelled)
+        return ensure_certificate(config, acme=acme, before_request=check)
+    except (CertificateError, DomainUnreachableError) as exc:
         if config.ssl_required:
             raise
         logger.warning("%s; SSL_REQUIRED=false, so the service is served over plain HTTP only", exc)
@@ -334,6 +423,21 @@ def switch_to_tls(
     logger.info("serving TLS domain=%s port=%d", certificate.domain, site.https_port)
 
 
+def supervise(supervisor: Supervisor, *, before_stop: Callable[[], None]) -> int:
+    """Supervise until a stop is requested, run BEFORE_STOP, then stop every child; return the exit status.
+
+    BEFORE_STOP runs while nginx and the service still serve, so the edge stops
+    routing to this container before its children go away.
+    """
+    while not supervisor.stop_requested:
+        supervisor.poll_once()
+        # time.sleep resumes after a signal handler ran (PEP 475), so the stop
+        # request is seen at most one poll interval later.
+        time.sleep(supervisor.poll_interval_s)
+    before_stop()
+    return supervisor.stop_all()
+
+
 def run(config: SupervisorConfig, plan: ServicePlan, *, supervisor: Supervisor | None = None) -> int:
     """Run every step for PLAN, supervise until stopped, and return the exit status."""
     supervisor = supervisor or Supervisor(stop_grace_s=config.stop_grace_s, backoff=config.backoff)
@@ -343,6 +447,10 @@ def run(config: SupervisorConfig, plan: ServicePlan, *, supervisor: Supervisor |
     supervisor.add(_service_spec(plan), primary=True)
     runtime = Runtime(config, plan, supervisor)
     status_server = StatusServer(config.status_port, runtime.health_document, routes=runtime.status_routes())
+    link: EdgeLink | None = None
+    background: list[Heartbeat | CertificateRenewer] = []
+    is_cancelled = lambda: supervisor.stop_requested  # noqa: E731
+    sleep_unless_stopping = functools.partial(_sleep_unless_stopping, supervisor)
 
     try:
         check_tools(config, plan)
@@ -353,23 +461,38 @@ def run(config: SupervisorConfig, plan: ServicePlan, *, supervisor: Supervisor |
             supervisor.set_env(plan.name, {**plan.env, **plan.prepare_env()})
         start_nginx(config, site, supervisor, boot_id=runtime.boot_id)
 
-        # TODO: renew while running (certbot renew, then reload nginx); today the
-        # certificate is checked only at start, so a container must restart within
-        # SSL_CERT_RENEW_DAYS of expiry to pick up a new one.
+        link = EdgeLink.from_config(config)
+        if link is not None and not supervisor.stop_requested:
+            link.register(https_port=None, sleep=sleep_unless_stopping)
+            background.append(Heartbeat(link, interval_s=config.heartbeat_s))
+            background[-1].start()
+
         if config.tls_requested and not supervisor.stop_requested:
-            runtime.certificate = obtain_certificate(config)
+            runtime.certificate = obtain_certificate(config, link, is_cancelled=is_cancelled)
         if runtime.certificate is not None and not supervisor.stop_requested:
             _switch_or_stay_plain(config, site, runtime, supervisor)
+        if link is not None and runtime.tls_active and not supervisor.stop_requested:
+            # The port nginx listens on: SSL_HTTPS_PORT, unless UNICITY_HTTPS_PORT moves the listener.
+            link.register(https_port=config.https_listen_port, sleep=sleep_unless_stopping)
+        if runtime.tls_active and not config.ssl_test_mode and not supervisor.stop_requested:
+            background.append(_certificate_renewer(config, site, runtime, link))
+            background[-1].start()
 
         if not supervisor.stop_requested:
             supervisor.start(plan.name)
-        return supervisor.run()
+        return supervise(supervisor, before_stop=lambda: _leave(link, background))
+    except _StopDuringStartup:
+        logger.info("stop requested while waiting for the edge; stopping")
+        _leave(link, background)
+        return supervisor.stop_all()
     except SupervisorError as exc:
         logger.error("%s", exc)
+        _leave(link, background)
         supervisor.stop_all()
         return exc.exit_code
     except Exception:  # an unexpected error must still stop the children before the supervisor exits
         logger.exception("supervisor failed during start-up of service %s", plan.name)
+        _leave(link, background)
         supervisor.stop_all()
         return SupervisorError.exit_code
     finally:
@@ -394,7 +517,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "starting service=%s domain=%s tls=%s test_mode=%s",
         plan.name, config.domain or "-", config.tls_requested, config.ssl_test_mode,
     )
-    return run(config, plan)
+    status = run(config, plan)
+    # Docker may restart the container before anyone reads its exit code; the log keeps it.
+    logger.info("supervisor exiting with status %d service=%s", status, plan.name)
+    return status
 
 
 def _switch_or_stay_plain(config: SupervisorConfig, site: NginxSite, runtime: Runtime, supervisor: Supervisor) -> None:
@@ -409,6 +535,45 @@ def _switch_or_stay_plain(config: SupervisorConfig, site: NginxSite, runtime: Ru
         supervisor.send_signal(NGINX, signal.SIGHUP)
         return
     runtime.tls_active = True
+
+
+class _StopDuringStartup(Exception):
+    """Raised out of a start-up wait (the edge's registration retries) once a stop is requested."""
+
+
+def _sleep_unless_stopping(supervisor: Supervisor, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if supervisor.stop_requested:
+            raise _StopDuringStartup()
+        time.sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
+    if supervisor.stop_requested:
+        raise _StopDuringStartup()
+
+
+def _certificate_renewer(
+    config: SupervisorConfig, site: NginxSite, runtime: Runtime, link: EdgeLink | None
+) -> CertificateRenewer:
+    def apply(certificate: CertificateState) -> None:
+        # SIGHUP: the nginx master loads the new certificate into new workers, and the
+        # old workers finish the connections they hold.
+        reload_nginx_certificate(config, site, certificate, lambda: runtime.supervisor.send_signal(NGINX, signal.SIGHUP))
+        runtime.certificate = certificate
+
+    return CertificateRenewer(
+        config,
+        acme=lambda: choose_acme_source(config, link),
+        apply=apply,
+        before_request=reachability_check(config, has_edge=link is not None),
+    )
+
+
+def _leave(link: EdgeLink | None, background: list[Heartbeat | CertificateRenewer]) -> None:
+    """Stop the background threads, then remove this container's routes from the edge within a few seconds."""
+    for worker in background:
+        worker.stop(timeout_s=0.5)
+    if link is not None:
+        link.leave(deadline_s=_LEAVE_DEADLINE_S)
 
 
 def _service_spec(plan: ServicePlan) -> ProcessSpec:
