@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from unicity_infra.commands.run import RunResult, run_service
@@ -17,7 +17,7 @@ from unicity_infra.engine.docker import DockerEngine
 from unicity_infra.errors import ContainerFailedError, InfraError, SettingsError
 from unicity_infra.harness.env import StackEndpoints
 from unicity_infra.progress import SILENT, Progress
-from unicity_infra.settings import SERVICES, build_run_settings, parse_domain
+from unicity_infra.settings import SERVICES, build_aggregator_settings, build_run_settings, parse_domain
 from unicity_infra.stack.plan import default_container_name
 
 __all__ = ["MODES", "SERVICE_ORDER", "UpSettings", "UpResult", "bring_up", "read_endpoints", "state_file",
@@ -43,6 +43,7 @@ class UpSettings:
     ports: dict[str, int] = field(default_factory=dict)
     ssl_email: str | None = None
     timeout_s: float = 180.0
+    image_overrides: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,7 +90,9 @@ def _domain(settings: UpSettings, service: str) -> str:
 
 
 def _run_options(settings: UpSettings, service: str, *, stack: str) -> dict[str, object]:
-    options: dict[str, object] = {"container_name": default_container_name(stack, service)}
+    options: dict[str, object] = {}
+    if service != "aggregator":  # the aggregator stack names its containers after the stack
+        options["container_name"] = default_container_name(stack, service)
     if settings.mode == "direct":
         port = settings.ports.get(service, DIRECT_PORTS[service])
         options.update(no_haproxy=True, publish=f"127.0.0.1:{port}")
@@ -115,6 +118,9 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
     for service in services:
         progress.stage(f"Service {service}")
         run_settings = build_run_settings(service, **_run_options(settings, service, stack=stack))  # type: ignore[arg-type]
+        if service == "aggregator":
+            run_settings = replace(run_settings, aggregator=build_aggregator_settings(
+                image_overrides=settings.image_overrides))
         try:
             runs[service] = run_service(engine, run_settings, stack=stack, timeout_s=settings.timeout_s,
                                         progress=progress)
@@ -125,12 +131,21 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
             raise InfraError(f"service {service} started but its checks failed; run 'unicity-infra status' and "
                              f"'unicity-infra logs {service}' to see why")
 
+    aggregator = runs.get("aggregator")
+    trust_base = (aggregator.trust_base if aggregator else None) or {}
     endpoints = StackEndpoints(
         mode=settings.mode,
         relay_url=runs["relay"].endpoint if "relay" in runs else None,
+        aggregator_url=aggregator.endpoint if aggregator else None,
+        trust_base_url=f"{aggregator.endpoint.rstrip('/')}/.well-known/trust-base.json" if aggregator else None,
+        trust_base_path=str(trust_base["file"]) if trust_base.get("file") else None,
+        network_id=trust_base.get("networkId") if isinstance(trust_base.get("networkId"), int) else None,
         ca_bundle=_edge_ca_bundle(engine, stack) if settings.mode == "local-edge" else None,
     )
-    _write_state(stack, endpoints, containers=[result.container for result in runs.values()])
+    # One-shot genesis steps have exited by now; the record lists what must keep running.
+    running = [info.name for info in engine.list_containers(stack=stack)
+               if info.state == "running" and info.service in runs]
+    _write_state(stack, endpoints, containers=running)
     return UpResult(endpoints=endpoints, runs=runs)
 
 

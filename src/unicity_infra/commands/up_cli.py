@@ -25,13 +25,20 @@ def register(cli: click.Group) -> None:
     @click.option("--relay-domain", help="Host name of the relay (overrides the suffix).")
     @click.option("--ssl-email", help="Contact e-mail for the ACME account.")
     @click.option("--relay-port", default="7777", show_default=True, help="Host port of the relay in direct mode.")
+    @click.option("--aggregator-port", default="3000", show_default=True,
+                  help="Host port of the aggregator in direct mode.")
+    @click.option("--image-override", "image_overrides", multiple=True, metavar="KEY=IMAGE",
+                  envvar="UNICITY_INFRA_IMAGE_OVERRIDES",
+                  help="Run IMAGE for an aggregator component KEY (bft-core, mongo, aggregator-go, curl, "
+                       "genesis-tools, aggregator-proxy); repeatable.")
     @click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True,
                   help="Seconds to wait for each service to become healthy.")
     @click.option("--json", "json_output", is_flag=True,
                   help="Print one JSON document with every endpoint on stdout; no progress output.")
     @pass_context
     def up(context: Context, services: tuple[str, ...], mode: str, domain_suffix: str, relay_domain: str | None,
-           ssl_email: str | None, relay_port: str, timeout_s: float, json_output: bool) -> None:
+           ssl_email: str | None, relay_port: str, aggregator_port: str, image_overrides: tuple[str, ...],
+           timeout_s: float, json_output: bool) -> None:
         """Bring up SERVICES (default: all) in dependency order and wait until every one is healthy.
 
         Running it again on a healthy stack changes nothing and says so.
@@ -55,9 +62,11 @@ def register(cli: click.Group) -> None:
             services=services,
             domain_suffix=parse_domain(f"x.{domain_suffix}", option="--domain-suffix")[2:],
             domains={"relay": parse_domain(relay_domain, option="--relay-domain")} if relay_domain else {},
-            ports={"relay": parse_port(relay_port, option="--relay-port")},
+            ports={"relay": parse_port(relay_port, option="--relay-port"),
+                   "aggregator": parse_port(aggregator_port, option="--aggregator-port")},
             ssl_email=parse_email(ssl_email) if ssl_email else None,
             timeout_s=timeout_s,
+            image_overrides=tuple(item for value in image_overrides for item in value.split()),
         )
         progress = context.progress(json_output=json_output)
         try:

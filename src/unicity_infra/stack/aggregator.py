@@ -74,8 +74,9 @@ AGGREGATOR_IMAGES: dict[str, str] = {
     "mongo": UPSTREAM_IMAGES["mongo"],
     "aggregator-go": UPSTREAM_IMAGES["aggregator-go"],
     "curl": UPSTREAM_IMAGES["curl"],
-    # Runs the genesis checks: any image with python3 3.9 or later and chown.
-    "genesis-tools": UPSTREAM_IMAGES["ssl-manager"],
+    # Runs the genesis checks: any image with python3 3.9 or later and chown. Our
+    # proxy image has both and is present wherever the stack runs, so no extra pull.
+    "genesis-tools": wrapper_image("aggregator-proxy"),
     "aggregator-proxy": wrapper_image("aggregator-proxy"),
 }
 
