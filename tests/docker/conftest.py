@@ -106,3 +106,9 @@ def run_to_completion(
 def relay_image(offline_images: OfflineImages) -> str:
     """Tag of the relay wrapper image built offline."""
     return offline_images.tags["relay"]
+
+
+@pytest.fixture(scope="session")
+def edge_image(offline_images: OfflineImages) -> str:
+    """Tag of the local edge image (HAProxy, registration API, Pebble) built offline."""
+    return build_images(["edge"], offline=True)["edge"]
