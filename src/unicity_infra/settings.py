@@ -23,6 +23,7 @@ __all__ = [
     "ExtraPort",
     "PublishAddress",
     "AggregatorSettings",
+    "FaucetSettings",
     "RunSettings",
     "wrapper_image",
     "service_wrapper",
@@ -47,6 +48,11 @@ __all__ = [
     "parse_image_overrides",
     "build_run_settings",
     "build_aggregator_settings",
+    "build_faucet_settings",
+    "parse_http_url",
+    "parse_nametag",
+    "parse_faucet_network",
+    "parse_secret_file",
 ]
 
 # Upstream image pins. Overridable per run; the offline build produces
@@ -63,9 +69,12 @@ UPSTREAM_IMAGES: dict[str, str] = {
     "mongo": "mongo:7.0",
     "aggregator-go": "ghcr.io/unicitynetwork/aggregator-go:0.2.0",
     "curl": "curlimages/curl:8.13.0",
+    # js-faucet's image is built locally from its sources (agentic-hosting's own
+    # tag); no registry serves it. UNICITY_INFRA_FAUCET_IMAGE names a replacement.
+    "faucet": "ghcr.io/unicitynetwork/agentic-hosting/faucet:local",
 }
 
-SERVICES = ("relay", "aggregator")
+SERVICES = ("relay", "faucet", "aggregator")
 # The wrapper image a service runs when it is not named after the service.
 SERVICE_WRAPPERS = {"aggregator": "aggregator-proxy"}
 # Images of the aggregator stack that 'run aggregator --image-override KEY=REF' replaces.
@@ -85,6 +94,9 @@ DEFAULT_HAPROXY_HOST = "haproxy"
 DEFAULT_HAPROXY_NET = "haproxy-net"
 DEFAULT_HAPROXY_API_PORT = 8404
 DEFAULT_CERT_RENEW_DAYS = 30
+DEFAULT_FAUCET_NETWORK = "testnet"
+# Names under /run/secrets that the tool mounts itself (lower case: matched case-insensitively).
+RESERVED_SECRET_NAMES = ("haproxy_api_key", "acme_ca_bundle")
 
 # RFC 1123 host-name label: letters, digits and inner hyphens, at most 63 characters.
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -96,6 +108,9 @@ _IMAGE_REF = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_NAMETAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_FAUCET_NETWORK = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -135,6 +150,18 @@ class AggregatorSettings:
 
 
 @dataclass(frozen=True)
+class FaucetSettings:
+    """The options only ``run faucet`` takes; secret files are (name, host path) pairs, never their content."""
+
+    nostr_relays: tuple[str, ...] = ()
+    aggregator_url: str | None = None
+    trust_base_url: str | None = None
+    network: str = DEFAULT_FAUCET_NETWORK
+    nametag: str | None = None
+    secret_files: tuple[tuple[str, Path], ...] = ()
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything ``run SERVICE`` needs, validated."""
 
@@ -157,6 +184,7 @@ class RunSettings:
     publish: PublishAddress | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     aggregator: AggregatorSettings | None = None
+    faucet: FaucetSettings | None = None
 
     @property
     def tls_enabled(self) -> bool:
@@ -388,6 +416,12 @@ def build_run_settings(
     publish: str | None = None,
     acme_server: str | None = None,
     acme_ca_bundle: str | None = None,
+    nostr_relays: str | None = None,
+    aggregator_url: str | None = None,
+    trust_base_url: str | None = None,
+    network: str | None = None,
+    nametag: str | None = None,
+    secret_files: tuple[str, ...] = (),
 ) -> RunSettings:
     """Validate the options of ``run SERVICE`` and return them as RunSettings.
 
@@ -395,6 +429,10 @@ def build_run_settings(
     """
     if service not in SERVICES:
         raise SettingsError("SERVICE", service, f"expected one of: {', '.join(SERVICES)}")
+    faucet = _faucet_settings(
+        service, nostr_relays=nostr_relays, aggregator_url=aggregator_url, trust_base_url=trust_base_url,
+        network=network, nametag=nametag, secret_files=secret_files,
+    )
     if no_ssl and (ssl_test_mode or ssl_staging):
         flag = "--ssl-test-mode" if ssl_test_mode else "--ssl-staging"
         raise SettingsError("--no-ssl", True, f"it cannot be combined with {flag}; drop one of them")
@@ -433,6 +471,7 @@ def build_run_settings(
         ),
         acme_server=parse_acme_server(acme_server) if acme_server else None,
         acme_ca_bundle=parse_readable_file(acme_ca_bundle, option="--acme-ca-bundle") if acme_ca_bundle else None,
+        faucet=faucet,
         publish=parse_publish(publish) if publish else _default_publish(service, routed=not no_haproxy and bool(parsed_domain)),
     )
 
@@ -506,3 +545,102 @@ def parse_domain_or_host(value: str, *, option: str = "--haproxy-host") -> str:
     if all(_LABEL.match(label) for label in text.split(".")):
         return text
     raise SettingsError(option, value, "expected a host name such as haproxy or an IPv4 address")
+
+
+def _faucet_settings(
+    service: str,
+    *,
+    nostr_relays: str | None,
+    aggregator_url: str | None,
+    trust_base_url: str | None,
+    network: str | None,
+    nametag: str | None,
+    secret_files: tuple[str, ...],
+) -> FaucetSettings | None:
+    """Validate the faucet-only options; reject them for other services."""
+    if service != "faucet":
+        given = (("--nostr-relays", nostr_relays), ("--aggregator-url", aggregator_url),
+                 ("--trust-base-url", trust_base_url), ("--network", network), ("--nametag", nametag),
+                 ("--secret-file", secret_files))
+        for flag, value in given:
+            if value:
+                raise SettingsError(flag, True, f"it applies only to 'run faucet', not to 'run {service}'")
+        return None
+    return build_faucet_settings(
+        nostr_relays=nostr_relays, aggregator_url=aggregator_url, trust_base_url=trust_base_url,
+        network=network, nametag=nametag, secret_files=secret_files,
+    )
+
+
+def build_faucet_settings(
+    *,
+    nostr_relays: str | None = None,
+    aggregator_url: str | None = None,
+    trust_base_url: str | None = None,
+    network: str | None = None,
+    nametag: str | None = None,
+    secret_files: tuple[str, ...] | list[str] = (),
+) -> FaucetSettings:
+    """Validate the options of ``run faucet``; raises SettingsError on the first invalid one."""
+    relays = tuple(parse_relay_url(item.strip(), option="--nostr-relays")
+                   for item in (nostr_relays or "").split(",") if item.strip())
+    parsed_secrets = tuple(parse_secret_file(item) for item in secret_files)
+    names = [name for name, _ in parsed_secrets]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise SettingsError("--secret-file", duplicates[0], "each secret name may be given only once")
+
+    return FaucetSettings(
+        nostr_relays=relays,
+        aggregator_url=parse_http_url(aggregator_url, option="--aggregator-url") if aggregator_url else None,
+        trust_base_url=parse_http_url(trust_base_url, option="--trust-base-url") if trust_base_url else None,
+        network=parse_faucet_network(network) if network else DEFAULT_FAUCET_NETWORK,
+        nametag=parse_nametag(nametag) if nametag else None,
+        secret_files=parsed_secrets,
+    )
+
+
+def parse_http_url(value: str, *, option: str) -> str:
+    """Return VALUE without a trailing slash if it is an http:// or https:// URL with a host."""
+    if not re.match(r"^https?://[^\s/:?#]+(:[0-9]{1,5})?(/\S*)?$", value.strip()):
+        raise SettingsError(option, value, "expected an http:// or https:// URL such as https://aggregator.example.org")
+    return value.strip().rstrip("/")
+
+
+def parse_nametag(value: str, *, option: str = "--nametag") -> str:
+    """Return VALUE without a leading '@' if it is a nametag of letters, digits, '-' and '_'.
+
+    >>> parse_nametag("@faucet-dev")
+    'faucet-dev'
+    """
+    nametag = value.strip().removeprefix("@")
+    if not _NAMETAG.match(nametag):
+        raise SettingsError(option, value, "expected 1-64 letters, digits, '-' or '_', e.g. faucet-dev")
+    return nametag
+
+
+def parse_faucet_network(value: str, *, option: str = "--network") -> str:
+    """Return VALUE lower-cased if it names a Unicity network such as ``testnet``."""
+    network = value.strip().lower()
+    if not _FAUCET_NETWORK.match(network):
+        raise SettingsError(option, value, "expected a network name of letters, digits and '-', e.g. testnet")
+    return network
+
+
+def parse_secret_file(value: str, *, option: str = "--secret-file") -> tuple[str, Path]:
+    """Parse ``NAME=PATH``: NAME becomes the faucet's environment variable, PATH a non-empty readable file.
+
+    Messages name the path, never the file's content.
+    """
+    name, separator, path = value.partition("=")
+    name = name.strip()
+    if not separator or not path.strip():
+        raise SettingsError(option, value, "expected NAME=PATH, e.g. SPHERE_API_KEY=./api-key.txt")
+    if not _SECRET_NAME.match(name):
+        raise SettingsError(option, value, f"{name!r} is not an environment variable name (letters, digits, '_')")
+    if name.lower() in RESERVED_SECRET_NAMES:
+        raise SettingsError(option, value, f"the name {name!r} is used by the tool itself; choose another")
+    secret_path = parse_readable_file(path.strip(), option=option)
+    if not secret_path.read_bytes().strip():
+        raise SettingsError(option, str(secret_path), "the file is empty; put the secret in it")
+    return name, secret_path

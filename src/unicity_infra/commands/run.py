@@ -91,6 +91,10 @@ def _plan_for(settings: RunSettings, stack: str) -> StackPlan:
         from unicity_infra.commands.aggregator import plan_aggregator_stack
 
         return plan_aggregator_stack(settings, stack=stack)
+    if settings.service == "faucet":
+        from unicity_infra.stack.faucet import faucet_plan
+
+        return faucet_plan(settings, stack=stack)
     raise ValueError(f"no plan for service {settings.service!r}")  # settings validation keeps this unreachable
 
 
@@ -99,6 +103,10 @@ def _endpoint_for(settings: RunSettings, stack: str) -> str:
         from unicity_infra.stack.aggregator import aggregator_endpoint
 
         return aggregator_endpoint(settings, stack=stack)
+    if settings.service == "faucet":
+        from unicity_infra.stack.faucet import faucet_endpoint
+
+        return faucet_endpoint(settings)
     return relay_endpoint(settings)
 
 
@@ -140,6 +148,13 @@ def run_service(
     result.notes.append(describe_ca(settings, edge=edge))
     progress.note(result.notes[-1])
 
+    if settings.service == "faucet":
+        from unicity_infra.commands.faucet import resolve_faucet_defaults
+
+        settings, faucet_notes = resolve_faucet_defaults(engine, settings, stack=stack)
+        for note in faucet_notes:
+            result.notes.append(note)
+            progress.note(note)
     plan = _plan_for(settings, stack)
     if settings.service == "aggregator":
         from unicity_infra.commands.aggregator import prepare_aggregator_run
@@ -245,6 +260,11 @@ def _probe(engine: DockerEngine, settings: RunSettings, endpoint: str, *, connec
         report, trust_base, saved = probe_aggregator_stack(engine, endpoint, stack=stack, connect=connect, ca_file=ca_file)
         result.trust_base = {**trust_base.summary(), "file": str(saved)}
         return report
+
+    if settings.service == "faucet":
+        from unicity_infra.probes.faucet import probe_faucet
+
+        return probe_faucet(endpoint, connect=connect, ca_file=ca_file, insecure=False)
 
     from unicity_infra.probes.relay import probe_relay
 
