@@ -346,3 +346,67 @@ def test_create_rootfs_tarball_needs_root(tmp_path: Path, monkeypatch: pytest.Mo
 
     assert "needs root" in str(caught.value)
     assert not list(tmp_path.iterdir())
+
+
+@dataclasses.dataclass
+class _Notes:
+    """Progress that keeps only the notes."""
+
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def stage(self, title: str) -> None:
+        pass
+
+    def action(self, text: str) -> None:
+        pass
+
+    def wait(self, text: str, elapsed_s: float, timeout_s: float | None = None) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@pytest.fixture
+def recorded_wrapper_builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, str]]:
+    """Replace the Docker steps of build_images; return service → upstream images it was built with."""
+    builds: dict[str, dict[str, str]] = {}
+
+    def build_wrapper(service: str, *, base_image: str, upstream_images: dict[str, str], progress: object) -> str:
+        builds[service] = dict(upstream_images)
+        return f"unicity-infra/{service}:test"
+
+    monkeypatch.setattr(images, "build_offline_base", lambda progress: "unicity-infra/offline-base:test")
+    monkeypatch.setattr(images, "build_relay_standin", lambda base_image, progress: "relay-standin:test")
+    monkeypatch.setattr(images, "build_wrapper_image", build_wrapper)
+    monkeypatch.delenv(images.FAUCET_IMAGE_ENV, raising=False)
+    return builds
+
+
+def test_build_images_offline_faucet_alone_fails(recorded_wrapper_builds: dict[str, dict[str, str]]) -> None:
+    with pytest.raises(ImageBuildError) as caught:
+        images.build_images(["faucet"], offline=True)
+
+    assert images.FAUCET_IMAGE_ENV in str(caught.value)
+    assert "cannot be built offline" in str(caught.value)
+    assert recorded_wrapper_builds == {}
+
+
+def test_build_images_offline_skips_faucet(recorded_wrapper_builds: dict[str, dict[str, str]]) -> None:
+    progress = _Notes()
+
+    tags = images.build_images(["relay", "faucet"], offline=True, progress=progress)
+
+    assert list(tags) == ["relay"]
+    assert [note for note in progress.notes if note.startswith("skipping the faucet image")]
+
+
+def test_build_images_faucet_upstream_from_environment(
+    recorded_wrapper_builds: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(images.FAUCET_IMAGE_ENV, "unicity-infra-test/standin-faucet:abc")
+
+    tags = images.build_images(["faucet"], offline=True, progress=_Notes())
+
+    assert tags == {"faucet": "unicity-infra/faucet:test"}
+    assert recorded_wrapper_builds["faucet"]["faucet"] == "unicity-infra-test/standin-faucet:abc"

@@ -60,15 +60,21 @@ RECIPE_LABEL = "org.unicity.infra.recipe"
 # settings.UPSTREAM_IMAGES. Each becomes the build argument <KEY>_IMAGE.
 WRAPPER_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "relay": ("relay",),
+    "faucet": ("faucet",),
     "aggregator-proxy": (),
     "edge": (),
 }
 # Subpackages of unicity_infra each image copies; they import only the standard library.
 WRAPPER_PACKAGES: dict[str, tuple[str, ...]] = {
     "relay": ("container",),
+    "faucet": ("container",),
     "aggregator-proxy": ("container",),
     "edge": ("edge",),
 }
+# Names a local image that replaces the faucet upstream, which no registry
+# serves and which cannot be built offline: a local js-faucet build or the
+# test stand-in.
+FAUCET_IMAGE_ENV = "UNICITY_INFRA_FAUCET_IMAGE"
 
 _T = TypeVar("_T")
 
@@ -207,6 +213,9 @@ def build_images(services: list[str], *, offline: bool, progress: Progress = SIL
     if unknown:
         raise SettingsError("SERVICE", unknown[0], f"expected one of: {', '.join(IMAGES)}")
     wrappers = {service: service_wrapper(service) for service in services}
+    faucet_image = os.environ.get(FAUCET_IMAGE_ENV, "").strip() or None
+    if offline and "faucet" in wrappers and faucet_image is None:
+        wrappers = _skip_offline_faucet(wrappers, progress=progress)
 
     if offline:
         base_image = build_offline_base(progress=progress)
@@ -214,6 +223,9 @@ def build_images(services: list[str], *, offline: bool, progress: Progress = SIL
     else:
         base_image = UPSTREAM_IMAGES["ssl-manager"]
         upstreams = dict(UPSTREAM_IMAGES)
+    if faucet_image is not None and "faucet" in wrappers:
+        progress.note(f"faucet upstream: {faucet_image} (from {FAUCET_IMAGE_ENV}) in place of {UPSTREAM_IMAGES['faucet']}")
+        upstreams["faucet"] = faucet_image
 
     return {
         service: build_wrapper_image(wrapper, base_image=base_image, upstream_images=upstreams, progress=progress)
@@ -232,8 +244,22 @@ def is_offline_image(tag: str) -> bool:
     return _has_offline_label(client, tag)
 
 
+def _skip_offline_faucet(wrappers: dict[str, str], *, progress: Progress) -> dict[str, str]:
+    """Drop the faucet from an offline build with a one-line note; fail when it is the only image requested."""
+    reason = (
+        f"its upstream {UPSTREAM_IMAGES['faucet']} cannot be built offline; set {FAUCET_IMAGE_ENV} to a local "
+        "image in its place (a js-faucet build, or the test stand-in from tests/fixtures/standins/faucet)"
+    )
+    remaining = {service: wrapper for service, wrapper in wrappers.items() if wrapper != "faucet"}
+    if not remaining:
+        raise ImageBuildError(wrapper_image("faucet"), f"no faucet upstream: {reason}")
+    progress.note(f"skipping the faucet image: {reason}")
+    return remaining
+
+
 def _build_standins(services: Iterable[str], *, base_image: str, progress: Progress) -> dict[str, str]:
-    needed = {key for service in services for key in WRAPPER_UPSTREAMS[service]}
+    # The faucet has no stand-in built here: build_images takes it from FAUCET_IMAGE_ENV.
+    needed = {key for service in services for key in WRAPPER_UPSTREAMS[service] if key != "faucet"}
     builders: dict[str, Callable[..., str]] = {"relay": build_relay_standin}
     return {key: builders[key](base_image=base_image, progress=progress) for key in sorted(needed)}
 
