@@ -9,6 +9,7 @@ import pytest
 from unicity_infra.errors import SettingsError
 from unicity_infra.settings import build_faucet_settings, build_run_settings, parse_secret_file
 from unicity_infra.stack.faucet import (
+    aggregator_url_in_network,
     discovery_url,
     faucet_endpoint,
     faucet_plan,
@@ -228,3 +229,15 @@ def test_build_faucet_settings_rejects_duplicate_secret(tmp_path: Path) -> None:
 
     with pytest.raises(SettingsError, match="only once"):
         build_faucet_settings(secret_files=(f"KEY={secret}", f"KEY={secret}"))
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("http://127.0.0.1:3000", "http://unicity-ci-aggregator-proxy:80"),
+        ("https://aggregator.example.org", "https://aggregator.example.org"),
+        ("https://aggregator.test:8443", "https://aggregator.test"),
+    ],
+)
+def test_aggregator_url_in_network(endpoint: str, url: str) -> None:
+    assert aggregator_url_in_network("unicity-ci-aggregator-proxy", endpoint) == url

@@ -17,7 +17,14 @@ from unicity_infra.engine.identity import check_archive, container_env, export_v
 from unicity_infra.errors import InfraError, SettingsError
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import FaucetSettings, RunSettings, wrapper_image
-from unicity_infra.stack.faucet import FAUCET_HOME, faucet_data_volume, relay_url_in_network, trust_base_url_of
+from unicity_infra.stack.aggregator import LABEL_COMPONENT
+from unicity_infra.stack.faucet import (
+    FAUCET_HOME,
+    aggregator_url_in_network,
+    faucet_data_volume,
+    relay_url_in_network,
+    trust_base_url_of,
+)
 from unicity_infra.stack.plan import common_labels
 from unicity_infra.stack.spec import LABEL_ENDPOINT, LABEL_ROLE, VolumeSpec
 
@@ -41,7 +48,7 @@ class IdentityTransfer:
 
 
 def resolve_faucet_defaults(engine: DockerEngine, settings: RunSettings, *, stack: str) -> tuple[RunSettings, list[str]]:
-    """Fill in what ``run faucet`` left open from the stack: the relay, and the trust base of our aggregator.
+    """Fill in what ``run faucet`` left open from the stack: its relay, its aggregator and that aggregator's trust base.
 
     Returns the completed settings and one note per default taken or missing.
     """
@@ -55,6 +62,12 @@ def resolve_faucet_defaults(engine: DockerEngine, settings: RunSettings, *, stac
             notes.append(f"nostr relay: {relay}, the relay of stack {stack!r}")
         else:
             notes.append(f"no --nostr-relays and no relay runs in stack {stack!r}: the faucet uses its built-in relays")
+
+    if not faucet.aggregator_url:
+        aggregator = _stack_aggregator_url(engine, stack)
+        if aggregator is not None:
+            faucet = replace(faucet, aggregator_url=aggregator)
+            notes.append(f"aggregator: {aggregator}, the aggregator of stack {stack!r}")
 
     if faucet.aggregator_url and not faucet.trust_base_url and engine.list_containers(stack=stack, service="aggregator"):
         faucet = replace(faucet, trust_base_url=trust_base_url_of(faucet.aggregator_url))
@@ -78,6 +91,18 @@ def _stack_relay_url(engine: DockerEngine, stack: str) -> str | None:
     # NOTE: a TLS relay is reached by its domain, which only DNS (or the edge) resolves,
     # and js-faucet must trust the relay's CA; tested here only with plain relays.
     return url
+
+
+def _stack_aggregator_url(engine: DockerEngine, stack: str) -> str | None:
+    proxies = [
+        info for info in engine.list_containers(stack=stack, service="aggregator")
+        if info.state == "running" and info.labels.get(LABEL_COMPONENT) == "aggregator-proxy"
+    ]
+    if not proxies:
+        return None
+    url = aggregator_url_in_network(proxies[0].name, proxies[0].labels.get(LABEL_ENDPOINT, ""))
+    https_port = container_env(engine, proxies[0].name).get("SSL_HTTPS_PORT", "443")
+    return f"{url}:{https_port}" if url.startswith("https://") and https_port != "443" else url
 
 
 def export_identity(

@@ -15,7 +15,8 @@ __all__ = ["register"]
 RUN_FAUCET_OPTIONS = (
     click.Option(["--nostr-relays"], metavar="URLS",
                  help="Faucet only: comma-separated ws:// or wss:// relays.  [default: the relay of this stack, if one runs]"),
-    click.Option(["--aggregator-url"], metavar="URL", help="Faucet only: aggregator the faucet mints through."),
+    click.Option(["--aggregator-url"], metavar="URL",
+                 help="Faucet only: aggregator the faucet mints through.  [default: the aggregator of this stack, if one runs]"),
     click.Option(["--trust-base-url"], metavar="URL",
                  help="Faucet only: trust base that verifies the aggregator; turns verification on.  "
                       "[default: the aggregator's /.well-known/trust-base.json when this stack runs it]"),

@@ -31,6 +31,7 @@ __all__ = [
     "faucet_env",
     "faucet_secret_files",
     "relay_url_in_network",
+    "aggregator_url_in_network",
     "trust_base_url_of",
     "faucet_plan",
 ]
@@ -89,6 +90,21 @@ def relay_url_in_network(relay_container: str, relay_endpoint: str) -> str:
     if parts.scheme == "wss" and parts.hostname:
         return f"wss://{parts.hostname}"
     return f"ws://{relay_container}:{CONTAINER_HTTP_PORT}"
+
+
+def aggregator_url_in_network(proxy_container: str, proxy_endpoint: str) -> str:
+    """Return the URL another container on the aggregator proxy's network uses to reach it.
+
+    The same rule as for the relay: a plain proxy by container name on port
+    80, a TLS proxy by its domain on 443.
+
+    >>> aggregator_url_in_network("unicity-aggregator-proxy", "http://127.0.0.1:3000")
+    'http://unicity-aggregator-proxy:80'
+    """
+    parts = urlsplit(proxy_endpoint)
+    if parts.scheme == "https" and parts.hostname:
+        return f"https://{parts.hostname}"
+    return f"http://{proxy_container}:{CONTAINER_HTTP_PORT}"
 
 
 def trust_base_url_of(aggregator_url: str) -> str:
