@@ -215,6 +215,9 @@ def test_run_with_domain_resolving_elsewhere_exits_10(edge_stack: EdgeStack) -> 
     assert "supervisor exiting with status 10" in output, output
     assert f"domain {DOMAIN} does not reach this container: it resolves to {decoy_address}" in output, output
     assert "HTTP 404 without this container's token" in output, output
+    # A setup error must not leave Docker restarting the container forever.
+    time.sleep(3)
+    assert edge_stack.client.containers.get(edge_stack.relay_container).status == "exited"
 
 
 def _version() -> str:

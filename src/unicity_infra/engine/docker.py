@@ -267,8 +267,15 @@ class DockerEngine:
                 if state["ExitCode"] == 0:
                     return
                 self._fail(name, f"exited with status {state['ExitCode']}", state["ExitCode"])
-            if state["Status"] in ("exited", "dead") or attrs["RestartCount"] > restarts_at_start:
+            if state["Status"] in ("exited", "dead"):
                 self._fail(name, f"exited with status {state['ExitCode']} before it became ready", state["ExitCode"])
+            if attrs["RestartCount"] > restarts_at_start or state["Status"] == "restarting":
+                # Docker resets State.ExitCode when it restarts the container, so the
+                # status is in the log tail. A setup error (exit 10-14) would restart
+                # forever; stopping keeps the logs for inspection and ends the loop.
+                self._stop_quietly(name)
+                self._fail(name, "exited before it became ready and Docker restarted it; it is now stopped so the "
+                           "restart loop ends", None)
             if condition is Condition.STARTED and state["Status"] == "running":
                 return
             if condition is Condition.HEALTHY and health == "healthy":
@@ -290,6 +297,12 @@ class DockerEngine:
             return self.api.inspect_container(name)
         except NotFound:
             raise ContainerFailedError(name, "disappeared while awaited (removed by someone else?)") from None
+
+    def _stop_quietly(self, name: str) -> None:
+        try:
+            self.api.stop(name, timeout=5)
+        except (NotFound, APIError) as exc:
+            logger.warning("could not stop failed container name=%s error=%s", name, exc)
 
     def _fail(self, name: str, reason: str, exit_status: int | None) -> None:
         raise ContainerFailedError(name, reason, exit_status=exit_status, log_tail=self.log_tail(name))
