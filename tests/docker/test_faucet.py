@@ -325,3 +325,49 @@ def test_faucet_image_labels(faucet_image: str) -> None:
     assert labels["org.unicity.infra.offline"] == "true"
     assert labels["org.opencontainers.image.title"] == "unicity-infra faucet"
     assert labels["org.unicity.infra.upstream.faucet"].startswith("unicity-infra-test/standin-faucet:")
+
+
+class EdgeFaucetStack(FaucetStack):
+    """A test stack with its own local edge: network, host ports and the directory of its CA files."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
+        self.network = f"unicity-test-edge-{self.name}"
+        self.edge_ports = [free_port() for _ in range(3)]
+        self.state_home = tmp_path / "state"
+
+
+@pytest.fixture
+def edge_stack(faucet_image: str, edge_image: str, tmp_path: Path) -> Iterator[EdgeFaucetStack]:
+    """A stack with its own local edge; the stack and the edge are removed afterwards."""
+    faucet_stack = EdgeFaucetStack(tmp_path)
+    yield faucet_stack
+    faucet_stack.cli("down", "--wipe", "--wipe-certificates")
+    faucet_stack.cli("edge", "down", "--wipe")
+    faucet_stack.client.close()
+
+
+def test_faucet_through_local_edge_probe_green(edge_stack: EdgeFaucetStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The edge's CA files go under XDG_STATE_HOME, which the CLI reads from the environment.
+    monkeypatch.setenv("XDG_STATE_HOME", str(edge_stack.state_home))
+    http_port, https_port, api_port = edge_stack.edge_ports
+    edge = edge_stack.cli("edge", "up", "--network", edge_stack.network, "--http-port", str(http_port),
+                          "--https-port", str(https_port), "--api-port", str(api_port), "--json")
+    assert edge.returncode == 0, edge.stdout + edge.stderr
+    relay = edge_stack.cli("run", "relay", "--haproxy-net", edge_stack.network,
+                           "--publish", f"127.0.0.1:{edge_stack.relay_port}")
+    assert relay.returncode == 0, relay.stdout + relay.stderr
+
+    run = edge_stack.cli("run", "faucet", "--domain", "faucet.unicity.localhost", "--haproxy-net", edge_stack.network,
+                         "--json")
+    probe = edge_stack.cli(
+        "probe", "faucet", "https://faucet.unicity.localhost", "--connect", f"127.0.0.1:{https_port}",
+        "--ca-file", json.loads(edge.stdout)["ca_bundle"], "--relay", edge_stack.relay_url, "--json",
+    )
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    checks = {check["name"]: check["status"] for check in json.loads(probe.stdout)["targets"][0]["checks"]}
+    assert checks["certificate chain"] == "ok"
+    assert checks["discovery"] == "ok"
+    assert checks["relay DM"] == "ok"

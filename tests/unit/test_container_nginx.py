@@ -208,3 +208,10 @@ def test_render_config_service_locations_replace_default(site: NginxSite, certif
     assert "return 204;" in location_block(plain_server, "= /only")
     assert "location = /only" not in http_server
     assert "proxy_pass http://127.0.0.1:8080;" not in tls_server
+
+
+def test_render_http_config_without_upstream_port_returns_404(site: NginxSite) -> None:
+    text = render_http_config(replace(site, upstream_port=None))
+
+    assert "proxy_pass http://127.0.0.1:None" not in text
+    assert "return 404;" in text

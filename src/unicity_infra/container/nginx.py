@@ -42,7 +42,7 @@ class NginxSite:
     http_port: int
     https_port: int
     status_port: int
-    upstream_port: int
+    upstream_port: int | None
     webroot: Path
     server_names: tuple[str, ...] = ()
     listen_address: str | None = None
@@ -64,7 +64,9 @@ class NginxSite:
         return self.prefix / "tmp"
 
 
-def site_from_config(config: SupervisorConfig, *, upstream_port: int, service_locations: str | None = None) -> NginxSite:
+def site_from_config(
+    config: SupervisorConfig, *, upstream_port: int | None, service_locations: str | None = None
+) -> NginxSite:
     """Return the nginx site for CONFIG, serving SERVICE_LOCATIONS or else proxying to 127.0.0.1:UPSTREAM_PORT."""
     return NginxSite(
         prefix=config.run_dir / "nginx",
@@ -171,6 +173,9 @@ def _render_http_server(site: NginxSite, *, locations: str) -> str:
 def _render_service_locations(site: NginxSite) -> str:
     if site.service_locations is not None:
         return site.service_locations
+    if site.upstream_port is None:
+        # A service without a port and without locations of its own serves nothing over HTTP.
+        return _location("/", "return 404;\n")
     return _location("/", render_template("nginx-proxy-location.conf", upstream_port=str(site.upstream_port)))
 
 

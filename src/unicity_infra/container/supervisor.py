@@ -7,6 +7,7 @@ the service, so no request reaches a service that is shutting down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -417,7 +418,8 @@ def _pump_stdout(stream: Any, name: str, handle_line: Callable[[str], None]) -> 
     failures = 0
     with stream:
         for line in iter(lambda: stream.readline(_MAX_LINE_BYTES), b""):
-            with _STDOUT_LOCK:
+            # Reading goes on even when our stdout fails: a pipe left unread would block the child.
+            with _STDOUT_LOCK, contextlib.suppress(OSError, ValueError):
                 sys.stdout.buffer.write(line)
                 sys.stdout.buffer.flush()
             try:
