@@ -13,7 +13,8 @@ import pytest
 
 from tests.fixtures.pebble import free_port
 from tests.fixtures.standins import build_aggregator_standins
-from unicity_infra.engine.images import build_images
+from tests.fixtures.faucet_standin import build_faucet_standin
+from unicity_infra.engine.images import FAUCET_IMAGE_ENV, build_images
 
 pytestmark = pytest.mark.docker
 
@@ -25,11 +26,25 @@ def overrides(relay_image: str) -> str:
     return " ".join(f"{key}={images[key]}" for key in ("bft-core", "mongo", "aggregator-go", "curl"))
 
 
+@pytest.fixture(scope="module")
+def faucet_image(relay_image: str) -> str:
+    previous = os.environ.get(FAUCET_IMAGE_ENV)
+    os.environ[FAUCET_IMAGE_ENV] = build_faucet_standin()
+    try:
+        return build_images(["faucet"], offline=True)["faucet"]
+    finally:
+        if previous is None:
+            del os.environ[FAUCET_IMAGE_ENV]
+        else:
+            os.environ[FAUCET_IMAGE_ENV] = previous
+
+
 class UpStack:
     def __init__(self, tmp_path: Path, overrides: str) -> None:
         self.name = f"up-{uuid.uuid4().hex[:8]}"
         self.relay_port = free_port()
         self.aggregator_port = free_port()
+        self.faucet_port = free_port()
         self.env = {**os.environ, "UNICITY_INFRA_IMAGE_OVERRIDES": overrides,
                     "XDG_STATE_HOME": str(tmp_path / "state")}
 
@@ -40,6 +55,10 @@ class UpStack:
     def up(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return self.cli("up", "relay", "aggregator", "--relay-port", str(self.relay_port),
                         "--aggregator-port", str(self.aggregator_port), *extra, env=env)
+
+    def up_all(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("up", "--relay-port", str(self.relay_port), "--aggregator-port", str(self.aggregator_port),
+                        "--faucet-port", str(self.faucet_port), *extra)
 
     def up_json(self) -> dict:
         result = self.up("--json")
@@ -114,3 +133,21 @@ def test_up_failing_service_named_others_left_running(stack: UpStack) -> None:
     status = json.loads(stack.cli("status", "--json").stdout)["containers"]
     relay = [row for row in status if row["service"] == "relay"]
     assert relay and relay[0]["state"] == "running"
+
+
+def test_up_whole_stack_keeps_identity_and_chain_across_down(stack: UpStack, faucet_image: str) -> None:
+    first = stack.up_all("--json")
+    assert first.returncode == 0, first.stderr
+    endpoints = json.loads(first.stdout)["endpoints"]
+    variables = stack.variables()
+    assert variables["E2E_LOCAL_FAUCET_PUBKEY"] == endpoints["faucet_chain_pubkey"]
+    assert len(variables["E2E_LOCAL_FAUCET_PUBKEY"]) == 66
+    first_hash = json.loads(first.stdout)["services"]["aggregator"]["trust_base"]["sha256"]
+    assert stack.cli("down").returncode == 0
+
+    second = stack.up_all("--json")
+
+    assert second.returncode == 0, second.stderr
+    document = json.loads(second.stdout)
+    assert document["endpoints"]["faucet_chain_pubkey"] == endpoints["faucet_chain_pubkey"]
+    assert document["services"]["aggregator"]["trust_base"]["sha256"] == first_hash

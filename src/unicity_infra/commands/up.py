@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -133,6 +134,8 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
 
     aggregator = runs.get("aggregator")
     trust_base = (aggregator.trust_base if aggregator else None) or {}
+    faucet = runs.get("faucet")
+    identity = _faucet_identity(faucet.endpoint, timeout_s=settings.timeout_s, progress=progress) if faucet else {}
     endpoints = StackEndpoints(
         mode=settings.mode,
         relay_url=runs["relay"].endpoint if "relay" in runs else None,
@@ -140,6 +143,9 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
         trust_base_url=f"{aggregator.endpoint.rstrip('/')}/.well-known/trust-base.json" if aggregator else None,
         trust_base_path=str(trust_base["file"]) if trust_base.get("file") else None,
         network_id=trust_base.get("networkId") if isinstance(trust_base.get("networkId"), int) else None,
+        faucet_url=faucet.endpoint if faucet else None,
+        faucet_chain_pubkey=identity.get("chain_pubkey"),
+        faucet_direct_address=identity.get("direct_address"),
         ca_bundle=_edge_ca_bundle(engine, stack) if settings.mode == "local-edge" else None,
     )
     # One-shot genesis steps have exited by now; the record lists what must keep running.
@@ -147,6 +153,31 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
                if info.state == "running" and info.service in runs]
     _write_state(stack, endpoints, containers=running)
     return UpResult(endpoints=endpoints, runs=runs)
+
+
+def _faucet_identity(endpoint: str, *, timeout_s: float, progress: Progress) -> dict[str, str]:
+    """Wait until the faucet's discovery document carries its chain pubkey and return it.
+
+    The faucet announces its key in a log line some time after its process
+    starts, so a healthy container may not know it yet.
+    """
+    from unicity_infra.probes.errors import ProbeError
+    from unicity_infra.probes.faucet import fetch_discovery
+
+    url = endpoint.rstrip("/") + "/.well-known/faucet.json"
+    started = time.monotonic()
+    document: dict[str, object] = {}
+    while time.monotonic() - started < timeout_s:
+        try:
+            document, _ = fetch_discovery(url, timeout_s=5.0)
+        except ProbeError as exc:
+            logger.debug("faucet discovery not readable yet url=%s error=%s", url, exc)
+        if document.get("status") == "running" and document.get("chain_pubkey"):
+            return {key: str(document[key]) for key in ("chain_pubkey", "direct_address") if document.get(key)}
+        progress.wait("the faucet to announce its chain pubkey", time.monotonic() - started, timeout_s)
+        time.sleep(1.0)
+    raise InfraError(f"the faucet at {endpoint} did not announce its chain pubkey within {timeout_s:.0f} s "
+                     f"(discovery status: {document.get('status', 'unreadable')}); run 'unicity-infra logs faucet'")
 
 
 def _ensure_local_edge(engine: DockerEngine, *, stack: str, progress: Progress) -> None:

@@ -27,6 +27,8 @@ def register(cli: click.Group) -> None:
     @click.option("--relay-port", default="7777", show_default=True, help="Host port of the relay in direct mode.")
     @click.option("--aggregator-port", default="3000", show_default=True,
                   help="Host port of the aggregator in direct mode.")
+    @click.option("--faucet-port", default="7780", show_default=True,
+                  help="Host port of the faucet's discovery document in direct mode.")
     @click.option("--image-override", "image_overrides", multiple=True, metavar="KEY=IMAGE",
                   envvar="UNICITY_INFRA_IMAGE_OVERRIDES",
                   help="Run IMAGE for an aggregator component KEY (bft-core, mongo, aggregator-go, curl, "
@@ -37,7 +39,8 @@ def register(cli: click.Group) -> None:
                   help="Print one JSON document with every endpoint on stdout; no progress output.")
     @pass_context
     def up(context: Context, services: tuple[str, ...], mode: str, domain_suffix: str, relay_domain: str | None,
-           ssl_email: str | None, relay_port: str, aggregator_port: str, image_overrides: tuple[str, ...],
+           ssl_email: str | None, relay_port: str, aggregator_port: str, faucet_port: str,
+           image_overrides: tuple[str, ...],
            timeout_s: float, json_output: bool) -> None:
         """Bring up SERVICES (default: all) in dependency order and wait until every one is healthy.
 
@@ -63,7 +66,8 @@ def register(cli: click.Group) -> None:
             domain_suffix=parse_domain(f"x.{domain_suffix}", option="--domain-suffix")[2:],
             domains={"relay": parse_domain(relay_domain, option="--relay-domain")} if relay_domain else {},
             ports={"relay": parse_port(relay_port, option="--relay-port"),
-                   "aggregator": parse_port(aggregator_port, option="--aggregator-port")},
+                   "aggregator": parse_port(aggregator_port, option="--aggregator-port"),
+                   "faucet": parse_port(faucet_port, option="--faucet-port")},
             ssl_email=parse_email(ssl_email) if ssl_email else None,
             timeout_s=timeout_s,
             image_overrides=tuple(item for value in image_overrides for item in value.split()),
