@@ -151,3 +151,28 @@ def test_up_whole_stack_keeps_identity_and_chain_across_down(stack: UpStack, fau
     document = json.loads(second.stdout)
     assert document["endpoints"]["faucet_chain_pubkey"] == endpoints["faucet_chain_pubkey"]
     assert document["services"]["aggregator"]["trust_base"]["sha256"] == first_hash
+
+
+def test_up_fresh_then_snapshot_restore_returns_old_identity(stack: UpStack, faucet_image: str,
+                                                              tmp_path: Path) -> None:
+    stack.env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    first = json.loads(stack.up_all("--json").stdout)
+    old_key = first["endpoints"]["faucet_chain_pubkey"]
+    old_hash = first["services"]["aggregator"]["trust_base"]["sha256"]
+    assert stack.cli("down").returncode == 0
+    assert stack.cli("snapshot", "save", "before").returncode == 0
+
+    fresh = stack.up_all("--fresh", "--yes", "--json")
+
+    assert fresh.returncode == 0, fresh.stderr
+    renewed = json.loads(fresh.stdout)
+    assert renewed["endpoints"]["faucet_chain_pubkey"] != old_key
+    assert renewed["services"]["aggregator"]["trust_base"]["sha256"] != old_hash
+    assert "--fresh removed volume" in fresh.stderr
+
+    assert stack.cli("down").returncode == 0
+    restored = stack.cli("snapshot", "restore", "before")
+    assert restored.returncode == 0, restored.stderr
+    again = json.loads(stack.up_all("--json").stdout)
+    assert again["endpoints"]["faucet_chain_pubkey"] == old_key
+    assert again["services"]["aggregator"]["trust_base"]["sha256"] == old_hash

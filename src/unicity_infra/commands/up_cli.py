@@ -35,13 +35,17 @@ def register(cli: click.Group) -> None:
                        "genesis-tools, aggregator-proxy); repeatable.")
     @click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True,
                   help="Seconds to wait for each service to become healthy.")
+    @click.option("--fresh", is_flag=True,
+                  help="First remove the stack's state: relay events, faucet identity, aggregator genesis and "
+                       "MongoDB (certificates are kept). Prints what it removes.")
+    @click.option("--yes", is_flag=True, help="Confirm --fresh without asking; required without a terminal.")
     @click.option("--json", "json_output", is_flag=True,
                   help="Print one JSON document with every endpoint on stdout; no progress output.")
     @pass_context
     def up(context: Context, services: tuple[str, ...], mode: str, domain_suffix: str, relay_domain: str | None,
            ssl_email: str | None, relay_port: str, aggregator_port: str, faucet_port: str,
            image_overrides: tuple[str, ...],
-           timeout_s: float, json_output: bool) -> None:
+           timeout_s: float, fresh: bool, yes: bool, json_output: bool) -> None:
         """Bring up SERVICES (default: all) in dependency order and wait until every one is healthy.
 
         Running it again on a healthy stack changes nothing and says so.
@@ -51,7 +55,7 @@ def register(cli: click.Group) -> None:
           unicity-infra up                       # direct mode, ws://127.0.0.1:7777
           unicity-infra up --mode local-edge     # wss://relay.unicity.localhost through HAProxy
         """
-        from unicity_infra.commands.up import UpSettings, bring_up
+        from unicity_infra.commands.up import UpSettings, bring_up, order_services
         from unicity_infra.settings import parse_domain, parse_email, parse_port
         from unicity_infra.terminal import TerminalProgress
 
@@ -73,8 +77,11 @@ def register(cli: click.Group) -> None:
             image_overrides=tuple(item for value in image_overrides for item in value.split()),
         )
         progress = context.progress(json_output=json_output)
+        engine = context.engine()
+        if fresh:
+            _wipe_before_up(context, engine, services=list(order_services(services)), yes=yes, progress=progress)
         try:
-            result = bring_up(context.engine(), settings, stack=context.stack, progress=progress)
+            result = bring_up(engine, settings, stack=context.stack, progress=progress)
         finally:
             if isinstance(progress, TerminalProgress):
                 progress.close()
@@ -86,6 +93,20 @@ def register(cli: click.Group) -> None:
         for key, value in result.endpoints.to_json().items():
             if value is not None:
                 context.out.print(f"{key:22} {value}", markup=False)
+
+    def _wipe_before_up(context: Context, engine, *, services: list[str], yes: bool, progress) -> None:  # noqa: ANN001
+        from unicity_infra.cli import _confirm_wipe
+        from unicity_infra.commands.down import plan_wipe, take_down
+
+        planned = plan_wipe(engine, stack=context.stack, services=services, wipe=True, wipe_certificates=False)
+        if "genesis" in planned:
+            # Only a chain's genesis needs a confirmation: wallets must fetch a new trust base.
+            _confirm_wipe(context, planned, flag="--fresh", yes=yes)
+        removed = take_down(engine, stack=context.stack, services=services, wipe=True, wipe_certificates=False,
+                            progress=progress)
+        for kind, names in removed.items():
+            for name in names:
+                context.err.print(f"--fresh removed {kind[:-1]} {name}", markup=False)
 
     @cli.command(epilog=EXIT_CODES_HELP)
     @click.option("--format", "output_format", type=click.Choice(FORMATS), default="shell", show_default=True,
