@@ -263,7 +263,7 @@ def status(context: Context, json_output: bool) -> None:
         return
     table = Table(title=f"stack {context.stack}", show_lines=False)
     for column in ("service", "container", "state", "health", "endpoint", "cert days left"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         days = row["certificate_days_left"]
         table.add_row(row["service"], row["container"], row["state"], row["health"] or "-",

@@ -221,6 +221,8 @@ def parse_domain(value: str, *, option: str = "--domain") -> str:
     'relay.example.org'
     """
     domain = value.strip().lower().rstrip(".")
+    if "://" in domain or "/" in domain:
+        raise SettingsError(option, value, "give a host name such as relay.example.org, not a URL")
     if "_" in domain:
         raise SettingsError(option, value, "host names cannot contain '_'; use a hyphen")
     if len(domain) > 253:

@@ -139,10 +139,13 @@ def run_service(
     elif settings.uses_haproxy and _is_docker_name(settings.haproxy_host) and not engine.network_has_alias(
         settings.haproxy_net, settings.haproxy_host or ""
     ):
+        elsewhere = _edge_networks(engine, stack)
+        hint = (f"This stack's edge is on network {elsewhere[0]!r}: pass --haproxy-net {elsewhere[0]}."
+                if elsewhere else "Start one with 'unicity-infra edge up', or pass --no-haproxy for direct mode.")
         result.notes.append(
             f"no edge reached: no running container answers to {settings.haproxy_host!r} on network "
             f"{settings.haproxy_net!r}, so registration will keep retrying and the service will not be routed. "
-            "Start one with 'unicity-infra edge up', or pass --no-haproxy for direct mode."
+            + hint
         )
         progress.note(f"warning: {result.notes[-1]}")
     result.notes.append(describe_ca(settings, edge=edge))
@@ -200,6 +203,13 @@ class LocalEdge:
     acme_directory: str | None
     key_required: bool
     key_file: str | None
+
+
+def _edge_networks(engine: DockerEngine, stack: str) -> list[str]:
+    """Return the networks of STACK's local edge while it runs, else an empty list."""
+    from unicity_infra.stack.edge import edge_container_name
+
+    return engine.container_networks(edge_container_name(stack))
 
 
 def _is_docker_name(host: str | None) -> bool:

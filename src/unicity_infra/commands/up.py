@@ -15,10 +15,10 @@ from pathlib import Path
 
 from unicity_infra.commands.run import RunResult, run_service
 from unicity_infra.engine.docker import DockerEngine
-from unicity_infra.errors import ContainerFailedError, InfraError, SettingsError
+from unicity_infra.errors import ContainerFailedError, DockerError, InfraError, SettingsError
 from unicity_infra.harness.env import StackEndpoints
 from unicity_infra.progress import SILENT, Progress
-from unicity_infra.settings import SERVICES, build_aggregator_settings, build_run_settings, parse_domain
+from unicity_infra.settings import SERVICES, RunSettings, build_aggregator_settings, build_run_settings, parse_domain
 from unicity_infra.stack.plan import default_container_name
 
 __all__ = ["MODES", "SERVICE_ORDER", "UpSettings", "UpResult", "bring_up", "read_endpoints", "state_file",
@@ -115,13 +115,13 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
     if settings.mode == "local-edge":
         _ensure_local_edge(engine, stack=stack, progress=progress)
 
+    planned = {service: _service_settings(settings, service, stack=stack) for service in services}
+    _check_images(engine, planned)
+
     runs: dict[str, RunResult] = {}
     for service in services:
         progress.stage(f"Service {service}")
-        run_settings = build_run_settings(service, **_run_options(settings, service, stack=stack))  # type: ignore[arg-type]
-        if service == "aggregator":
-            run_settings = replace(run_settings, aggregator=build_aggregator_settings(
-                image_overrides=settings.image_overrides))
+        run_settings = planned[service]
         try:
             runs[service] = run_service(engine, run_settings, stack=stack, timeout_s=settings.timeout_s,
                                         progress=progress)
@@ -153,6 +153,33 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
                if info.state == "running" and info.service in runs]
     _write_state(stack, endpoints, containers=running)
     return UpResult(endpoints=endpoints, runs=runs)
+
+
+def _service_settings(settings: UpSettings, service: str, *, stack: str) -> RunSettings:
+    run_settings = build_run_settings(service, **_run_options(settings, service, stack=stack))  # type: ignore[arg-type]
+    if service == "aggregator":
+        run_settings = replace(run_settings, aggregator=build_aggregator_settings(
+            image_overrides=settings.image_overrides))
+    return run_settings
+
+
+def _check_images(engine: DockerEngine, planned: dict[str, RunSettings]) -> None:
+    """Raise DockerError naming every missing image of every service, before anything starts."""
+    from unicity_infra.commands.aggregator import stack_images
+
+    images = {service: run_settings.image for service, run_settings in planned.items() if service != "aggregator"}
+    if "aggregator" in planned:
+        images.update(stack_images(planned["aggregator"]))
+    missing = {key: ref for key, ref in images.items() if not engine.image_exists(ref)}
+    if not missing:
+        return
+    listed = ", ".join(f"{key} ({ref})" for key, ref in missing.items())
+    raise DockerError(
+        f"nothing was started: these images are not present locally: {listed}. Build ours with "
+        "'unicity-infra images build --offline'; pull the upstream ones where a registry is reachable, or "
+        "point at others with --image-override KEY=IMAGE (UNICITY_INFRA_IMAGE_OVERRIDES). Without a registry, "
+        "'eval \"$(bash scripts/standin-images.sh)\"' sets up the test stand-ins"
+    )
 
 
 def _faucet_identity(endpoint: str, *, timeout_s: float, progress: Progress) -> dict[str, str]:
@@ -198,6 +225,10 @@ def _edge_ca_bundle(engine: DockerEngine, stack: str) -> str | None:
     return status.ca_bundle if status else None
 
 
+def _command(stack: str) -> str:
+    return "unicity-infra" if stack == "default" else f"unicity-infra --stack {stack}"
+
+
 def state_file(stack: str) -> Path:
     """Return the file where ``up`` records STACK's endpoints."""
     base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
@@ -220,11 +251,11 @@ def read_endpoints(engine: DockerEngine, *, stack: str) -> StackEndpoints:
     """
     path = state_file(stack)
     if not path.is_file():
-        raise InfraError(f"no endpoints recorded for stack {stack!r}; run 'unicity-infra up' first")
+        raise InfraError(f"no endpoints recorded for stack {stack!r}; run '{_command(stack)} up' first")
     document = json.loads(path.read_text())
     running = {info.name for info in engine.list_containers(stack=stack) if info.state == "running"}
     missing = [name for name in document["containers"] if name not in running]
     if missing:
         raise InfraError(f"containers recorded by 'up' are not running: {', '.join(missing)}; "
-                         "run 'unicity-infra up' again")
+                         f"run '{_command(stack)} up' again")
     return StackEndpoints(**document["endpoints"])

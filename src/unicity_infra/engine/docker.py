@@ -82,6 +82,9 @@ class DockerEngine:
             pass
         progress.action(f"docker network create {spec.name}")
         labels = {LABEL_MANAGED: "true", **spec.labels}
+        if spec.external:
+            # A shared edge network a service had to create: 'edge down' removes it once unused.
+            labels.setdefault(LABEL_ROLE, "edge-network")
         try:
             self.client.networks.create(spec.name, driver="bridge", labels=labels)
         except APIError as exc:
@@ -476,6 +479,16 @@ class DockerEngine:
             return None
         endpoint = attrs["NetworkSettings"]["Networks"].get(network) or {}
         return endpoint.get("IPAddress") or None
+
+    def container_networks(self, name: str) -> list[str]:
+        """Return the networks running container NAME is attached to; empty when it is not running."""
+        try:
+            attrs = self.api.inspect_container(name)
+        except NotFound:
+            return []
+        if attrs["State"]["Status"] != "running":
+            return []
+        return sorted(attrs["NetworkSettings"]["Networks"])
 
     def find_by_alias(self, network: str, alias: str) -> str | None:
         """Return the name of the running container that answers to ALIAS on NETWORK, or None."""
