@@ -6,7 +6,7 @@
 //   E2E_LOCAL_INFRA_WIPE=1   start from empty volumes and remove them at teardown
 //
 // When a parent process already exported the stack's variables and the relay
-// answers, the stack is reused and left running at teardown. Plain ESM with
+// responds, the stack is reused and left running at teardown. Plain ESM with
 // Node's standard library only; wire it with `globalSetup` in vitest's config.
 
 import { execFile } from "node:child_process";
@@ -43,7 +43,7 @@ async function cli(args) {
   }
 }
 
-// Checks that a relay URL inherited from a parent really answers; stale variables
+// Checks that a relay URL inherited from a parent really responds; stale variables
 // from a stopped stack would otherwise send every test to nothing.
 async function assertRelayAnswers(relayUrl) {
   const httpUrl = relayUrl.replace(/^ws/, "http");
@@ -51,7 +51,7 @@ async function assertRelayAnswers(relayUrl) {
     const response = await fetch(httpUrl, { headers: { Accept: "application/nostr+json" }, signal: AbortSignal.timeout(5000) });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
   } catch (error) {
-    throw new Error(`SPHERE_NOSTR_RELAYS=${relayUrl} is set but the relay does not answer (${error.message}); ` +
+    throw new Error(`SPHERE_NOSTR_RELAYS=${relayUrl} is set but the relay does not respond (${error.message}); ` +
       "unset the variables or start the stack again");
   }
 }

@@ -92,7 +92,7 @@ test("setup reuses a stack a parent booted and teardown leaves it running", asyn
 test("setup rejects stale variables whose relay does not answer", async () => {
   resetEnv({ E2E_LOCAL_INFRA: "1", E2E_LOCAL_INFRA_NO_FAUCET: "1", SPHERE_NOSTR_RELAYS: "ws://127.0.0.1:1" });
 
-  await assert.rejects(setup(), /SPHERE_NOSTR_RELAYS=ws:\/\/127\.0\.0\.1:1 is set but the relay does not answer/);
+  await assert.rejects(setup(), /SPHERE_NOSTR_RELAYS=ws:\/\/127\.0\.0\.1:1 is set but the relay does not respond/);
 });
 
 test("a failing setup names the service, shows its logs and leaves nothing running", async () => {

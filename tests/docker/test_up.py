@@ -135,7 +135,7 @@ def test_up_failing_service_named_others_left_running(stack: UpStack) -> None:
     assert relay and relay[0]["state"] == "running"
 
 
-def test_up_whole_stack_keeps_identity_and_chain_across_down(stack: UpStack, faucet_image: str) -> None:
+def test_up_whole_stack_survives_down(stack: UpStack, faucet_image: str) -> None:
     first = stack.up_all("--json")
     assert first.returncode == 0, first.stderr
     endpoints = json.loads(first.stdout)["endpoints"]

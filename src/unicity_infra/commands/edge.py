@@ -36,7 +36,7 @@ ACME_CA_IN_CONTAINER = f"{EDGE_STATE_DIR}/acme/listener-ca.pem"
 
 @dataclass
 class EdgeStatus:
-    """What ``edge status --json`` reports; the API key itself is never part of it."""
+    """The edge's state as ``edge status --json`` reports it; the API key itself is never part of it."""
 
     container: str
     state: str
@@ -86,7 +86,7 @@ def _copy_out(engine: DockerEngine, container: str, source: str, target: Path) -
 
 
 def edge_up(engine: DockerEngine, settings: EdgeSettings, *, stack: str, progress: Progress = SILENT) -> EdgeStatus:
-    """Start (or replace) the local edge, wait until its API answers, export its CA files."""
+    """Start (or replace) the local edge, wait until its API responds, export its CA files."""
     apply_plan(engine, edge_plan(settings, stack=stack), timeout_s=60.0, progress=progress)
     status = edge_status(engine, stack=stack, key_file=settings.api_key_file)
     assert status is not None  # apply_plan raised if the container did not become healthy

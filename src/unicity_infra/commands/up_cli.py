@@ -48,7 +48,7 @@ def register(cli: click.Group) -> None:
            timeout_s: float, fresh: bool, yes: bool, json_output: bool) -> None:
         """Bring up SERVICES (default: all) in dependency order and wait until every one is healthy.
 
-        Running it again on a healthy stack changes nothing and says so.
+        Running it again on a healthy stack changes nothing and reports that.
 
         \b
         Examples:

@@ -26,7 +26,7 @@ WATCH_INTERVAL_S = 2.0
 
 
 def _listener_names() -> list[str]:
-    """Return the names Pebble's own HTTPS listener answers to: the edge's aliases first."""
+    """Return the names in the certificate of Pebble's own HTTPS listener, the edge's aliases first."""
     aliases = [name.strip() for name in os.environ.get("EDGE_ALIASES", "haproxy").split(",") if name.strip()]
     return [*aliases, "localhost", "127.0.0.1"]
 

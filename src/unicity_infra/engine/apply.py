@@ -19,7 +19,7 @@ DEFAULT_READY_TIMEOUT_S = 180.0
 
 @dataclass
 class ApplyResult:
-    """Which containers were (re)created and which were left as they were."""
+    """The containers a plan (re)created and those it left unchanged."""
 
     created: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)

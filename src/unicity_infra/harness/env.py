@@ -1,8 +1,8 @@
 """The stack as the SDK's test suites read it: endpoints and their environment variables.
 
 The wallet SDK silently falls back to its built-in trust base when the file it is
-given is missing or unreadable, so the export checks the file first and fails
-loudly instead of handing a suite a path that would be ignored.
+given is missing or unreadable. So the export checks the file first and fails
+loudly, rather than hand a suite a path it would ignore.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ _PARENT_VARIABLES = {"relay": "SPHERE_NOSTR_RELAYS", "faucet": "E2E_LOCAL_FAUCET
 
 @dataclass
 class UnicityStack:
-    """The running stack as a test sees it: its endpoints and the exported variables."""
+    """The running stack's endpoints and exported variables, as a test uses them."""
 
     stack: str
     started_here: bool

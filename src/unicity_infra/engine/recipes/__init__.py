@@ -51,7 +51,7 @@ DEBIAN_SUITES = frozenset(
     }
 )
 
-# What ghcr.io/unicitynetwork/ssl-manager:latest installs on debian:trixie-slim,
+# Packages: those ghcr.io/unicitynetwork/ssl-manager:latest adds to debian:trixie-slim,
 # plus what the wrapper images run: nginx, tini, sqlite3 and nodejs (faucet),
 # and what the local edge runs: haproxy and pebble (the ACME test CA). One base
 # for all images keeps a single debootstrap and a single cache entry.
