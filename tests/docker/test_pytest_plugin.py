@@ -48,11 +48,16 @@ def test_unicity_stack_fixture_boots_and_tears_down(
         monkeypatch.delenv(key, raising=False)
     pytester.makepyfile(test_stack=SUITE)
 
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        status = subprocess.run(["unicity-infra", "--stack", stack, "status", "--json"],
+                                capture_output=True, text=True, check=True)
+    finally:
+        # The fixture's wipe keeps certificates, as 'down --wipe' does; drop them here.
+        subprocess.run(["unicity-infra", "--stack", stack, "down", "--wipe", "--wipe-certificates", "--yes"],
+                       capture_output=True, check=False)
 
     result.assert_outcomes(passed=2)
-    status = subprocess.run(["unicity-infra", "--stack", stack, "status", "--json"],
-                            capture_output=True, text=True, check=True)
     assert json.loads(status.stdout)["containers"] == []
 
 
