@@ -18,6 +18,7 @@ from rich.table import Table
 
 from unicity_infra import __version__
 from unicity_infra.errors import EXIT_USAGE, InfraError, ProbeFailedError, SettingsError
+from unicity_infra.paths import state_dir
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import (
     DEFAULT_HAPROXY_HOST,
@@ -25,9 +26,9 @@ from unicity_infra.settings import (
     IMAGES,
     SERVICES,
     build_run_settings,
-    service_wrapper,
     parse_connect,
     parse_docker_name,
+    service_wrapper,
 )
 from unicity_infra.stack.plan import default_container_name
 from unicity_infra.stack.spec import DEFAULT_STACK
@@ -233,7 +234,7 @@ def _require_terminal_or_yes(flag: str, *, yes: bool) -> None:
 
 def _store_secret(name: str, value: str) -> Path:
     """Write VALUE to a file only this user can read and return its path."""
-    directory = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "unicity-infra" / "secrets"
+    directory = state_dir() / "secrets"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / name
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -439,7 +440,11 @@ def trust_base_group() -> None:
 @pass_context
 def trust_base_check(context: Context, file: str, json_output: bool) -> None:
     """Validate every field of FILE and print its network id, epoch, root nodes and SHA-256."""
-    from unicity_infra.probes.trust_base import decode_trust_base_document, trust_base_sha256, validate_trust_base
+    from unicity_infra.probes.trust_base import (
+        decode_trust_base_document,
+        trust_base_sha256,
+        validate_trust_base,
+    )
     from unicity_infra.settings import parse_readable_file
 
     path = parse_readable_file(file, option="FILE")
@@ -482,7 +487,7 @@ def edge() -> None:
               help="Host port of HAProxy's TLS passthrough frontend (routed by SNI).")
 @click.option("--api-port", default="8404", show_default=True, help="Host port of the registration API.")
 @click.option("--network", default=DEFAULT_HAPROXY_NET, show_default=True, help="Docker network shared with the services.")
-@click.option("--alias", default=DEFAULT_HAPROXY_HOST, show_default=True, help="Name the edge answers to on that network.")
+@click.option("--alias", default=DEFAULT_HAPROXY_HOST, show_default=True, help="Network alias of the edge on that network.")
 @click.option("--api-key-file", help="Require this bearer key (a file holding it) on every API call.")
 @click.option("--require-key", is_flag=True,
               help="Require a bearer key, generated once into the edge's state directory; 'edge status' names the file.")
@@ -492,7 +497,7 @@ def edge() -> None:
 def edge_up_command(context: Context, publish_address: str, http_port: str, https_port: str, api_port: str,
                     network: str, alias: str, api_key_file: str | None, require_key: bool, image: str | None,
                     json_output: bool) -> None:
-    """Start the local edge (replacing ours if it runs) and wait until its API answers."""
+    """Start the local edge (replacing ours if it runs) and wait until its API responds."""
     from unicity_infra.commands.edge import edge_up, generate_api_key
     from unicity_infra.settings import (
         parse_domain_or_host,

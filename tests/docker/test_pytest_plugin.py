@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import uuid
 
 import pytest
+
+from tests.fixtures.pebble import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -29,11 +30,6 @@ def test_variables_exported(unicity_stack):
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return probe_socket.getsockname()[1]
-
 
 def test_unicity_stack_fixture_boots_and_tears_down(
     relay_image: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
@@ -43,7 +39,7 @@ def test_unicity_stack_fixture_boots_and_tears_down(
     monkeypatch.setenv("E2E_LOCAL_INFRA", "1")
     monkeypatch.setenv("E2E_LOCAL_INFRA_NO_FAUCET", "1")
     monkeypatch.setenv("E2E_LOCAL_INFRA_WIPE", "1")
-    monkeypatch.setenv("E2E_UNICITY_INFRA_UP_ARGS", f"--relay-port {_free_port()}")
+    monkeypatch.setenv("E2E_UNICITY_INFRA_UP_ARGS", f"--relay-port {free_port()}")
     for key in ("SPHERE_NOSTR_RELAYS", "E2E_LOCAL_FAUCET_PUBKEY", "SPHERE_AGGREGATOR_URL"):
         monkeypatch.delenv(key, raising=False)
     pytester.makepyfile(test_stack=SUITE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -13,6 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.fixtures.pebble import free_port
 from unicity_infra.probes.nostr import (
     fetch_events,
     generate_key,
@@ -27,18 +27,13 @@ pytestmark = pytest.mark.docker
 DOMAIN = "relay.test"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return probe_socket.getsockname()[1]
-
 
 class RelayStack:
     """One test stack: its name, published port and CLI wrapper."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}"
-        self.port = _free_port()
+        self.port = free_port()
         self.container = f"unicity-{self.name}-relay"
         self.cert_file = tmp_path / "relay-cert.pem"
 

@@ -19,8 +19,13 @@ from pathlib import Path
 from unicity_infra.commands.down import GENESIS_ROLE, take_down
 from unicity_infra.engine.docker import DockerEngine
 from unicity_infra.errors import ContainerFailedError, DockerError, InfraError
+from unicity_infra.paths import state_dir
 from unicity_infra.probes.report import Report, Status
-from unicity_infra.probes.trust_base import TrustBaseError, decode_trust_base_document, trust_base_sha256
+from unicity_infra.probes.trust_base import (
+    TrustBaseError,
+    decode_trust_base_document,
+    trust_base_sha256,
+)
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import AggregatorSettings, RunSettings
 from unicity_infra.stack.aggregator import (
@@ -180,8 +185,7 @@ def save_trust_base(trust_base: GenesisTrustBase, path: Path) -> Path:
 
 def default_trust_base_path(stack: str) -> Path:
     """Return where ``run aggregator`` keeps a copy of STACK's trust base, under the user's state directory."""
-    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-    return state / "unicity-infra" / "trust-base" / f"{stack}.json"
+    return state_dir() / "trust-base" / f"{stack}.json"
 
 
 def check_aggregator_ready(engine: DockerEngine, report: Report, *, stack: str) -> None:

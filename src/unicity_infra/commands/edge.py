@@ -11,6 +11,7 @@ from pathlib import Path
 from unicity_infra.engine.apply import apply_plan
 from unicity_infra.engine.docker import DockerEngine
 from unicity_infra.errors import DockerError
+from unicity_infra.paths import state_dir
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.stack.edge import (
     EDGE_STATE_DIR,
@@ -56,8 +57,7 @@ class EdgeStatus:
 
 def edge_state_dir(stack: str) -> Path:
     """Return the host directory holding this stack's edge files (CA bundles, generated key)."""
-    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-    return base / "unicity-infra" / "edge" / stack
+    return state_dir() / "edge" / stack
 
 
 def generate_api_key(stack: str) -> Path:

@@ -11,12 +11,18 @@ from urllib.parse import urlsplit
 
 from unicity_infra.engine.apply import apply_plan
 from unicity_infra.engine.docker import DockerEngine
+from unicity_infra.paths import state_dir
 from unicity_infra.probes.report import Report, render_json, render_text
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import UPSTREAM_IMAGES, RunSettings
 from unicity_infra.stack.plan import StackPlan
 from unicity_infra.stack.relay import relay_endpoint, relay_plan
-from unicity_infra.stack.spec import DEFAULT_STACK, LABEL_MANAGED, LABEL_SERVICE, LABEL_STACK
+from unicity_infra.stack.spec import (
+    DEFAULT_STACK,
+    LABEL_MANAGED,
+    LABEL_SERVICE,
+    LABEL_STACK,
+)
 
 __all__ = ["RunResult", "run_service", "describe_ca", "fetch_certificate"]
 
@@ -28,7 +34,7 @@ LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 @dataclass
 class RunResult:
-    """What ``run`` did and what the probes found."""
+    """The outcome of ``run``: the container, its endpoint, notes and probe report."""
 
     container: str
     image: str
@@ -166,8 +172,8 @@ def run_service(
             result.notes.append(note)
             progress.note(note)
     if edge is not None and settings.domain:
-        # The container checks that its domain reaches it before asking the CA; on a
-        # local edge no DNS knows the domain, so it resolves to the edge here.
+        # The container checks that its domain reaches it before asking the CA. On a
+        # local edge no DNS server resolves the domain, so /etc/hosts maps it to the edge.
         names = (settings.domain, *settings.domain_aliases)
         plan.containers[-1] = replace(plan.containers[-1], extra_hosts={name: edge.address for name in names})
     applied = apply_plan(engine, plan, timeout_s=timeout_s, progress=progress)
@@ -193,7 +199,7 @@ def run_service(
 
 @dataclass(frozen=True)
 class LocalEdge:
-    """Our edge container as a service sees it: its address and the files clients need."""
+    """Our local edge as a service uses it: its address and the files clients need."""
 
     container: str
     address: str
@@ -218,7 +224,7 @@ def _is_docker_name(host: str | None) -> bool:
 
 
 def find_local_edge(engine: DockerEngine, settings: RunSettings) -> LocalEdge | None:
-    """Return our edge if it answers to the configured host name on the edge network."""
+    """Return our edge if it has the configured host name on the edge network, else None."""
     from unicity_infra.commands.edge import edge_status
 
     name = engine.find_by_alias(settings.haproxy_net, settings.haproxy_host or "")
@@ -287,7 +293,7 @@ def fetch_certificate(engine: DockerEngine, container: str, domain: str) -> Path
     A self-signed test-mode certificate is its own trust anchor, so probes verify against it.
     """
     pem = engine.read_file(container, f"/etc/letsencrypt/live/{domain}/fullchain.pem")
-    directory = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "unicity-infra" / "certs"
+    directory = state_dir() / "certs"
     directory.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=directory)
     with os.fdopen(descriptor, "wb") as handle:

@@ -15,10 +15,22 @@ from pathlib import Path
 
 from unicity_infra.commands.run import RunResult, run_service
 from unicity_infra.engine.docker import DockerEngine
-from unicity_infra.errors import ContainerFailedError, DockerError, InfraError, SettingsError
+from unicity_infra.errors import (
+    ContainerFailedError,
+    DockerError,
+    InfraError,
+    SettingsError,
+)
 from unicity_infra.harness.env import StackEndpoints
+from unicity_infra.paths import state_dir
 from unicity_infra.progress import SILENT, Progress
-from unicity_infra.settings import SERVICES, RunSettings, build_aggregator_settings, build_run_settings, parse_domain
+from unicity_infra.settings import (
+    SERVICES,
+    RunSettings,
+    build_aggregator_settings,
+    build_run_settings,
+    parse_domain,
+)
 from unicity_infra.stack.plan import default_container_name
 
 __all__ = ["MODES", "SERVICE_ORDER", "UpSettings", "UpResult", "bring_up", "read_endpoints", "state_file",
@@ -49,7 +61,7 @@ class UpSettings:
 
 @dataclass
 class UpResult:
-    """What ``up`` started and where each service answers."""
+    """The services ``up`` started and the endpoints where each one is reachable."""
 
     endpoints: StackEndpoints
     runs: dict[str, RunResult]
@@ -231,8 +243,7 @@ def _command(stack: str) -> str:
 
 def state_file(stack: str) -> Path:
     """Return the file where ``up`` records STACK's endpoints."""
-    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-    return base / "unicity-infra" / "stacks" / stack / "endpoints.json"
+    return state_dir() / "stacks" / stack / "endpoints.json"
 
 
 def _write_state(stack: str, endpoints: StackEndpoints, *, containers: list[str]) -> None:
