@@ -451,6 +451,9 @@ def build_run_settings(
     if ssl_test_mode and acme_server:
         raise SettingsError("--acme-server", acme_server, "test mode issues a self-signed certificate; drop one of them")
 
+    edge_host: str | None = None
+    if not no_haproxy:
+        edge_host = parse_domain_or_host(haproxy_host) if haproxy_host else DEFAULT_HAPROXY_HOST
     aliases = parse_domain_list(domain_aliases) if domain_aliases and parsed_domain else ()
     aliases = tuple(alias for alias in aliases if alias != parsed_domain)
 
@@ -466,7 +469,7 @@ def build_run_settings(
         ssl_required=parse_bool(ssl_required, option="--ssl-required"),
         https_port=parse_port(ssl_https_port, option="--ssl-https-port") if ssl_https_port else CONTAINER_HTTPS_PORT,
         extra_ports=parse_extra_ports(extra_ports) if extra_ports else (),
-        haproxy_host=None if no_haproxy else (parse_domain_or_host(haproxy_host) if haproxy_host else DEFAULT_HAPROXY_HOST),
+        haproxy_host=edge_host,
         haproxy_net=parse_network_name(haproxy_net) if haproxy_net else DEFAULT_HAPROXY_NET,
         haproxy_api_key_file=(
             parse_readable_file(haproxy_api_key_file, option="--haproxy-api-key-file") if haproxy_api_key_file else None

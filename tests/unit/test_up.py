@@ -9,7 +9,7 @@ from unicity_infra.errors import SettingsError
 from unicity_infra.settings import SERVICES
 
 
-def test_order_services_default_is_every_service_in_start_order() -> None:
+def test_order_services_default_all() -> None:
     ordered = order_services(())
 
     assert ordered[0] == "relay"

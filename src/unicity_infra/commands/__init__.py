@@ -1,1 +1,1 @@
-"""What each CLI command does, as functions that return data; ``cli.py`` renders it."""
+"""The work behind each CLI command, as functions that return data; ``cli.py`` renders it."""

@@ -42,7 +42,7 @@ _NANOSECONDS = 1_000_000_000
 
 @dataclass(frozen=True)
 class ContainerInfo:
-    """What ``status`` shows about one of our containers."""
+    """The facts ``status`` shows about one of our containers."""
 
     name: str
     service: str
@@ -424,7 +424,7 @@ class DockerEngine:
         try:
             # The archive's top directory is the mount point's name, so it unpacks into its parent.
             if not self.api.put_archive(holder, posixpath.dirname(mount_point.rstrip("/")) or "/", archive):
-                raise DockerError(f"the Docker Engine refused to unpack the archive into volume {volume!r}")
+                raise DockerError(f"unpacking the archive into volume {volume!r} failed; check that the snapshot archive is intact")
         finally:
             self.api.remove_container(holder, force=True)
 
@@ -491,7 +491,7 @@ class DockerEngine:
         return sorted(attrs["NetworkSettings"]["Networks"])
 
     def find_by_alias(self, network: str, alias: str) -> str | None:
-        """Return the name of the running container that answers to ALIAS on NETWORK, or None."""
+        """Return the name of the running container reachable as ALIAS on NETWORK, or None."""
         try:
             attached = self.client.networks.get(network).attrs.get("Containers") or {}
         except NotFound:
@@ -511,5 +511,5 @@ class DockerEngine:
             return {}
 
     def network_has_alias(self, network: str, alias: str) -> bool:
-        """Return whether a running container on NETWORK answers to ALIAS (name or network alias)."""
+        """Return whether a running container on NETWORK is reachable as ALIAS (name or network alias)."""
         return self.find_by_alias(network, alias) is not None

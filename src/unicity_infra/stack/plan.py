@@ -94,6 +94,6 @@ def secret_files(settings: RunSettings) -> tuple[SecretFile, ...]:
 
 
 def spec_hash(spec: ContainerSpec) -> str:
-    """Return a short digest of SPEC, so a changed setting can be told from an unchanged one."""
+    """Return a short digest of SPEC, so a changed setting can be distinguished from an unchanged one."""
     document = json.dumps(asdict(spec), sort_keys=True, default=str)
     return hashlib.sha256(document.encode()).hexdigest()[:16]
