@@ -170,6 +170,6 @@ def register(cli: click.Group) -> None:
     known = {name for param in run_command.params for name in param.opts}
     run_command.params.extend(option for option in RUN_FAUCET_OPTIONS if not known & set(option.opts))
     cli.add_command(faucet_group)
-    probe_group = cli.commands["probe"]
-    assert isinstance(probe_group, click.Group)
-    probe_group.add_command(probe_faucet_command)
+    from unicity_infra.commands.probe_cli import probe
+
+    probe.add_command(probe_faucet_command)
