@@ -10,13 +10,23 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
+from functools import update_wrapper
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich.table import Table
 
 from unicity_infra import __version__
+from unicity_infra.config import (
+    CONFIG_ENVVAR,
+    DEFAULT_CONFIG_FILE,
+    FileSettings,
+    find_settings_file,
+    load_settings,
+)
 from unicity_infra.errors import EXIT_USAGE, InfraError, ProbeFailedError, SettingsError
 from unicity_infra.paths import state_dir
 from unicity_infra.progress import SILENT, Progress
@@ -42,9 +52,10 @@ EXIT_CODES_HELP = "Exit codes: 0 success, 1 an operation or check failed, 2 inva
 class Context:
     """Options shared by every command."""
 
-    def __init__(self, *, debug: bool, stack: str) -> None:
+    def __init__(self, *, debug: bool, stack: str, file_settings: FileSettings | None = None) -> None:
         self.debug = debug
         self.stack = stack
+        self.file_settings = file_settings or FileSettings()
         self.out = make_console(stderr=False)
         self.err = make_console(stderr=True)
 
@@ -57,7 +68,46 @@ class Context:
         return DockerEngine()
 
 
-pass_context = click.make_pass_decorator(Context)
+def pass_context(function: Callable[..., object]) -> Callable[..., object]:
+    """Pass our Context as the first argument, like click.make_pass_decorator(Context).
+
+    A SettingsError about an option whose value came from the settings file also
+    names the file, the table and the key, since the user did not type the flag.
+    """
+
+    def invoke_with_context(*args: object, **kwargs: object) -> object:
+        click_context = click.get_current_context()
+        context = click_context.find_object(Context)
+        try:
+            return click_context.invoke(function, context, *args, **kwargs)
+        except SettingsError as exc:
+            source = _file_source(click_context, context, exc.option)
+            if source is None:
+                raise
+            raise SettingsError(exc.option, exc.value, f"{exc.accepted} (set by {source})") from exc
+
+    return update_wrapper(invoke_with_context, function)
+
+
+def _file_source(click_context: click.Context, context: Context | None, flag: str) -> str | None:
+    """Describe where the settings file set the option FLAG of the running command, or return None if it did not."""
+    if context is None:
+        return None
+    for parameter in click_context.command.params:
+        if flag in parameter.opts and parameter.name:
+            if click_context.get_parameter_source(parameter.name) is not ParameterSource.DEFAULT_MAP:
+                return None
+            return context.file_settings.source_of(_command_path(click_context), parameter.name)
+    return None
+
+
+def _command_path(click_context: click.Context) -> tuple[str, ...]:
+    """Return the names of the running command below the root, e.g. ("edge", "up")."""
+    names: list[str] = []
+    while click_context.parent is not None:
+        names.append(click_context.info_name or "")
+        click_context = click_context.parent
+    return tuple(reversed(names))
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,8 +120,13 @@ pass_context = click.make_pass_decorator(Context)
     envvar="UNICITY_INFRA_STACK",
     help="Name of the stack; containers, networks and volumes of different stacks never mix.",
 )
+@click.option(
+    "--config", "config_file", metavar="FILE", envvar=CONFIG_ENVVAR,
+    help=f"Read settings from FILE instead of ./{DEFAULT_CONFIG_FILE}, which is read only when it exists. "
+         "Flags and environment variables win over the file.",
+)
 @click.pass_context
-def cli(click_context: click.Context, debug: bool, stack: str) -> None:
+def cli(click_context: click.Context, debug: bool, stack: str, config_file: str | None) -> None:
     """Build, run and check the Unicity development stack: Nostr relay, faucet and aggregator
     as TLS-wrapped Docker containers that register with an HAProxy edge.
 
@@ -82,14 +137,48 @@ def cli(click_context: click.Context, debug: bool, stack: str) -> None:
           --domain relay.localhost --publish 127.0.0.1:7443
       unicity-infra status
       unicity-infra down
+
+    \b
+    Settings can live in ./unicity-infra.toml (or --config FILE): top-level
+    keys for the global options, a table per command, e.g.
+      stack = "ci"
+      [up]
+      mode = "production"
+      domain-suffix = "example.org"
     """
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    parse_docker_name(stack, option="--stack", kind="stack")
-    click_context.obj = Context(debug=debug, stack=stack)
+
+    file_settings = _read_settings_file(click_context, config_file)
+    stack_source = None
+    if click_context.get_parameter_source("stack") is ParameterSource.DEFAULT and "stack" in file_settings.global_options:
+        stack = str(file_settings.global_options["stack"])
+        stack_source = file_settings.source_of((), "stack")
+    try:
+        parse_docker_name(stack, option="--stack", kind="stack")
+    except SettingsError as exc:
+        if stack_source is None:
+            raise
+        raise SettingsError("--stack", stack, f"{exc.accepted} (set by {stack_source})") from exc
+
+    # click hands each subcommand's context its table of this map and takes an option's value from it
+    # only when neither a flag nor the option's environment variable sets one.
+    click_context.default_map = file_settings.default_map
+    click_context.obj = Context(debug=debug, stack=stack, file_settings=file_settings)
+
+
+def _read_settings_file(click_context: click.Context, config_file: str | None) -> FileSettings:
+    """Load the settings file named by --config or its variable, else ./unicity-infra.toml when present."""
+    named_by = "--config" if click_context.get_parameter_source("config_file") is ParameterSource.COMMANDLINE \
+        else CONFIG_ENVVAR
+    path = find_settings_file(config_file, source=named_by)
+    if path is None:
+        return FileSettings()
+    logger.debug("reading settings file path=%s", path)
+    return load_settings(path, root=cli)
 
 
 # run ----------------------------------------------------------------------------
