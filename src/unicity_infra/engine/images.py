@@ -146,7 +146,7 @@ def build_wrapper_image(
     tag: str | None = None,
     progress: Progress = SILENT,
 ) -> str:
-    """Build SERVICE's wrapper image from ``images/<service>/Dockerfile`` and return its tag.
+    """Build SERVICE's wrapper image from ``engine/recipes/images/<service>.Dockerfile`` and return its tag.
 
     UPSTREAM_IMAGES maps the keys in WRAPPER_UPSTREAMS[service] to image
     references. Missing base or upstream images are pulled first. The image is
@@ -396,17 +396,14 @@ def _has_openssl_headers() -> bool:
 # --- wrapper images -------------------------------------------------------
 
 
-def _repo_root() -> Path:
-    # src/unicity_infra/__init__.py → the checkout that contains images/.
-    return Path(unicity_infra.__file__).resolve().parents[2]
-
-
 def _wrapper_dockerfile(service: str) -> Path:
-    dockerfile = _repo_root() / "images" / service / "Dockerfile"
+    """Return the Dockerfile of SERVICE's wrapper image, shipped as package data in ``engine/recipes/images``."""
+    dockerfile = Path(unicity_infra.__file__).resolve().parent / "engine" / "recipes" / "images"
+    dockerfile /= f"{service}.Dockerfile"
     if not dockerfile.is_file():
         raise ImageBuildError(
             wrapper_image(service),
-            f"Dockerfile not found at {dockerfile}; build from a source checkout installed with 'pip install -e .'",
+            f"Dockerfile not found at {dockerfile}; reinstall unicity-infra, whose package data ships it",
         )
     return dockerfile
 
