@@ -7,6 +7,9 @@ import sys
 
 import click
 
+from unicity_infra.errors import SettingsError
+from unicity_infra.settings import parse_domain
+
 __all__ = ["register"]
 
 
@@ -22,7 +25,12 @@ def register(cli: click.Group) -> None:
                        "production: the host's HAProxy and Let's Encrypt.")
     @click.option("--domain-suffix", default=DEFAULT_DOMAIN_SUFFIX, show_default=True,
                   help="Names are SERVICE.SUFFIX in local-edge and production modes.")
-    @click.option("--relay-domain", help="Host name of the relay (overrides the suffix).")
+    @click.option("--relay-domain", help="Host name of the relay in local-edge and production modes "
+                                         "(overrides the suffix).")
+    @click.option("--aggregator-domain", help="Host name of the aggregator in local-edge and production modes "
+                                              "(overrides the suffix).")
+    @click.option("--faucet-domain", help="Host name of the faucet in local-edge and production modes "
+                                          "(overrides the suffix).")
     @click.option("--ssl-email", help="Contact e-mail for the ACME account.")
     @click.option("--relay-port", default="7777", show_default=True, help="Host port of the relay in direct mode.")
     @click.option("--aggregator-port", default="3000", show_default=True,
@@ -43,6 +51,7 @@ def register(cli: click.Group) -> None:
                   help="Print one JSON document with every endpoint on stdout; no progress output.")
     @pass_context
     def up(context: Context, services: tuple[str, ...], mode: str, domain_suffix: str, relay_domain: str | None,
+           aggregator_domain: str | None, faucet_domain: str | None,
            ssl_email: str | None, relay_port: str, aggregator_port: str, faucet_port: str,
            image_overrides: tuple[str, ...],
            timeout_s: float, fresh: bool, yes: bool, json_output: bool) -> None:
@@ -54,21 +63,24 @@ def register(cli: click.Group) -> None:
         Examples:
           unicity-infra up                       # direct mode, ws://127.0.0.1:7777
           unicity-infra up --mode local-edge     # wss://relay.unicity.localhost through HAProxy
+          unicity-infra up --mode production --domain-suffix example.org --ssl-email ops@example.org
+          unicity-infra up --mode production --relay-domain relay.example.org \\
+              --aggregator-domain gateway.example.org --faucet-domain faucet.example.org
         """
         from unicity_infra.commands.up import UpSettings, bring_up, order_services
-        from unicity_infra.settings import parse_domain, parse_email, parse_port
+        from unicity_infra.settings import parse_email, parse_port
         from unicity_infra.terminal import TerminalProgress
 
-        if mode == "production" and not (relay_domain or domain_suffix != DEFAULT_DOMAIN_SUFFIX):
-            from unicity_infra.errors import SettingsError
-
-            raise SettingsError("--mode", mode, "production mode needs real names: give --domain-suffix or "
-                                "--relay-domain")
+        suffix = parse_domain(f"x.{domain_suffix}", option="--domain-suffix")[2:]
+        domains = parse_service_domains(relay=relay_domain, aggregator=aggregator_domain, faucet=faucet_domain)
+        if mode != "direct":
+            check_service_names(order_services(services), domains=domains, suffix=suffix,
+                                production=mode == "production")
         settings = UpSettings(
             mode=mode,
             services=services,
-            domain_suffix=parse_domain(f"x.{domain_suffix}", option="--domain-suffix")[2:],
-            domains={"relay": parse_domain(relay_domain, option="--relay-domain")} if relay_domain else {},
+            domain_suffix=suffix,
+            domains=domains,
             ports={"relay": parse_port(relay_port, option="--relay-port"),
                    "aggregator": parse_port(aggregator_port, option="--aggregator-port"),
                    "faucet": parse_port(faucet_port, option="--faucet-port")},
@@ -124,3 +136,44 @@ def register(cli: click.Group) -> None:
 
         variables = harness_variables(read_endpoints(context.engine(), stack=context.stack))
         sys.stdout.write(render_variables(variables, output_format=output_format))
+
+
+def parse_service_domains(**domains_by_service: str | None) -> dict[str, str]:
+    """Validate the host names given per service (keyword = service) and return those that are set."""
+    return {service: parse_domain(domain, option=f"--{service}-domain")
+            for service, domain in domains_by_service.items() if domain}
+
+
+def check_service_names(services: tuple[str, ...], *, domains: dict[str, str], suffix: str,
+                        production: bool) -> None:
+    """Check the host names SERVICES get in an edge mode: their own DOMAINS entry, else SERVICE.SUFFIX.
+
+    Raises SettingsError when two services would share a name, and in PRODUCTION mode
+    when a service has no name of its own while SUFFIX is the local default.
+    """
+    from unicity_infra.commands.up import DEFAULT_DOMAIN_SUFFIX
+
+    if production and suffix == DEFAULT_DOMAIN_SUFFIX:
+        unnamed = [service for service in services if service not in domains]
+        if unnamed:
+            flags = _join_words([f"--{service}-domain" for service in unnamed])
+            raise SettingsError("--mode", "production", f"production mode needs a public host name for the "
+                                f"{_join_words(unnamed)}: give {flags}, or a --domain-suffix other than "
+                                f"{DEFAULT_DOMAIN_SUFFIX}")
+
+    owners: dict[str, str] = {}
+    for service in services:
+        name = domains.get(service, f"{service}.{suffix}")
+        other = owners.get(name)
+        if other is not None:
+            # At most one of the two names comes from the suffix, so blame the explicit one.
+            blamed, sharing = (service, other) if service in domains else (other, service)
+            source = f"--{sharing}-domain" if sharing in domains else "--domain-suffix"
+            raise SettingsError(f"--{blamed}-domain", name, f"the {sharing} gets this host name too (from "
+                                f"{source}); give each service its own host name")
+        owners[name] = service
+
+
+def _join_words(words: list[str]) -> str:
+    """Join WORDS for a sentence: ``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"

@@ -1,0 +1,159 @@
+"""up's per-service host names: validation through the real CLI, and the names reaching each service's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unicity_infra import cli as cli_module
+from unicity_infra.commands import up as up_module
+from unicity_infra.commands.up import UpSettings, _run_options
+from unicity_infra.settings import build_run_settings
+
+
+class FakeResult:
+    """What up_cli prints after bring_up; only the fields it reads."""
+
+    changed = False
+
+    class endpoints:
+        @staticmethod
+        def to_json() -> dict[str, object]:
+            return {}
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
+    """Run the CLI in an empty directory with Docker replaced; collect the settings 'up' would use."""
+    captured: dict[str, object] = {}
+
+    def engine_not_contacted(self):
+        captured["engine_created"] = True
+        return object()
+
+    def record_bring_up(engine, settings: UpSettings, *, stack: str, progress):
+        captured["settings"] = settings
+        return FakeResult()
+
+    monkeypatch.setattr(cli_module.Context, "engine", engine_not_contacted)
+    monkeypatch.setattr(up_module, "bring_up", record_bring_up)
+    monkeypatch.chdir(tmp_path)
+    for variable in ("UNICITY_INFRA_CONFIG", "UNICITY_INFRA_STACK", "UNICITY_INFRA_IMAGE_OVERRIDES"):
+        monkeypatch.delenv(variable, raising=False)
+    return captured
+
+
+def up_settings(captured: dict[str, object], *arguments: str) -> UpSettings:
+    cli_module.main(["up", *arguments])
+    settings = captured["settings"]
+    assert isinstance(settings, UpSettings)
+    return settings
+
+
+def run_domain(settings: UpSettings, service: str) -> str | None:
+    """Return the domain the service's run settings carry, as 'up' builds them."""
+    return build_run_settings(service, **_run_options(settings, service, stack="h1-test")).domain  # type: ignore[arg-type]
+
+
+def test_production_domains_reach_each_service(captured: dict[str, object]) -> None:
+    settings = up_settings(captured, "--mode", "production", "--relay-domain", "Relay.Example.org",
+                           "--aggregator-domain", "gateway.example.org", "--faucet-domain", "faucet.example.net")
+
+    assert settings.domains == {"relay": "relay.example.org", "aggregator": "gateway.example.org",
+                                "faucet": "faucet.example.net"}
+    assert run_domain(settings, "relay") == "relay.example.org"
+    assert run_domain(settings, "aggregator") == "gateway.example.org"
+    assert run_domain(settings, "faucet") == "faucet.example.net"
+
+
+def test_production_suffix_names_the_rest(captured: dict[str, object]) -> None:
+    settings = up_settings(captured, "--mode", "production", "--domain-suffix", "example.org",
+                           "--aggregator-domain", "gateway.example.com")
+
+    assert run_domain(settings, "relay") == "relay.example.org"
+    assert run_domain(settings, "aggregator") == "gateway.example.com"
+    assert run_domain(settings, "faucet") == "faucet.example.org"
+
+
+def test_production_needs_only_selected_services(captured: dict[str, object]) -> None:
+    settings = up_settings(captured, "relay", "--mode", "production", "--relay-domain", "relay.example.org")
+
+    assert settings.services == ("relay",)
+    assert run_domain(settings, "relay") == "relay.example.org"
+
+
+def test_local_edge_domain_overrides_suffix(captured: dict[str, object]) -> None:
+    settings = up_settings(captured, "--mode", "local-edge", "--faucet-domain", "tap.unicity.localhost")
+
+    assert run_domain(settings, "faucet") == "tap.unicity.localhost"
+    assert run_domain(settings, "relay") == "relay.unicity.localhost"
+
+
+def test_direct_mode_ignores_domains(captured: dict[str, object]) -> None:
+    settings = up_settings(captured, "--aggregator-domain", "gateway.example.org")
+
+    assert run_domain(settings, "aggregator") is None
+    assert _run_options(settings, "aggregator", stack="h1-test")["publish"] == "127.0.0.1:3000"
+
+
+def test_domains_from_settings_file(captured: dict[str, object], tmp_path: Path) -> None:
+    (tmp_path / "unicity-infra.toml").write_text(
+        '[up]\nmode = "production"\nrelay-domain = "relay.example.org"\naggregator_domain = "gateway.example.org"\n'
+        'faucet-domain = "faucet.example.org"\n')
+
+    settings = up_settings(captured)
+
+    assert settings.mode == "production"
+    assert run_domain(settings, "aggregator") == "gateway.example.org"
+    assert run_domain(settings, "faucet") == "faucet.example.org"
+
+
+BAD_UP_INPUTS = [
+    (["--mode", "production"], "--mode",
+     "for the relay, aggregator and faucet: give --relay-domain, --aggregator-domain and --faucet-domain, or a"),
+    (["--mode", "production", "--relay-domain", "relay.example.org"], "--mode",
+     "for the aggregator and faucet: give --aggregator-domain and --faucet-domain"),
+    (["--mode", "production", "--relay-domain", "relay.example.org", "--faucet-domain", "faucet.example.org"],
+     "--mode", "for the aggregator: give --aggregator-domain, or"),
+    (["faucet", "--mode", "production", "--relay-domain", "relay.example.org"], "--mode",
+     "for the faucet: give --faucet-domain, or"),
+    (["--mode", "production", "--domain-suffix", "unicity.localhost"], "--mode", "other than unicity.localhost"),
+    (["--mode", "production", "--aggregator-domain", "gateway_1.example.org", "--domain-suffix", "example.org"],
+     "--aggregator-domain", "cannot contain '_'"),
+    (["--mode", "local-edge", "--faucet-domain", "https://faucet.example.org"], "--faucet-domain", "not a URL"),
+    (["--mode", "local-edge", "--relay-domain", "relay"], "--relay-domain", "fully qualified"),
+    (["--mode", "production", "--domain-suffix", "example.org", "--relay-domain", "faucet.example.org"],
+     "--relay-domain", "the faucet gets this host name too (from --domain-suffix)"),
+    (["--mode", "production", "--relay-domain", "a.example.org", "--aggregator-domain", "a.example.org",
+      "--faucet-domain", "f.example.org"], "--aggregator-domain", "the relay gets this host name too (from --relay-domain)"),
+    (["--mode", "local-edge", "--aggregator-domain", "relay.unicity.localhost"], "--aggregator-domain",
+     "the relay gets this host name too"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "option", "fragment"), BAD_UP_INPUTS)
+def test_up_bad_domain_exits_2(captured: dict[str, object], capsys: pytest.CaptureFixture[str],
+                               arguments: list[str], option: str, fragment: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["up", *arguments])
+
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2, error
+    assert error.startswith(f"error: invalid value for {option}: ")
+    assert fragment in error
+    assert "settings" not in captured
+    assert "engine_created" not in captured
+
+
+def test_production_error_from_file_names_key(captured: dict[str, object], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "unicity-infra.toml").write_text('[up]\nmode = "production"\n')
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["up", "--relay-domain", "relay.example.org"])
+
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "for the aggregator and faucet" in error
+    assert "set by key 'mode' in table [up] of unicity-infra.toml, line 2" in error
