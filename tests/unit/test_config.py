@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,19 @@ def test_invalid_stack_from_file_names_its_key(captured: dict[str, object], tmp_
     assert exit_info.value.code == 2
     assert "invalid value for --stack: 'my stack'" in error
     assert "set by key 'stack' at the top level of unicity-infra.toml, line 1" in error
+
+
+def test_docs_example_file_loads(captured: dict[str, object], tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    example = re.search(r"```toml\n(.*?)```", docs.read_text(), re.DOTALL)
+    assert example is not None, "docs/configuration.md has no toml block"
+    write(tmp_path / "unicity-infra.toml", example.group(1))
+
+    run_up("up")
+
+    settings = captured["settings"]
+    assert isinstance(settings, UpSettings)
+    assert captured["stack"] == "prod"
+    assert settings.mode == "production"
+    assert settings.domains["aggregator"] == "gateway.example.org"
+    assert settings.timeout_s == 300.0
