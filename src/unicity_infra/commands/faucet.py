@@ -11,9 +11,16 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from unicity_infra.engine.docker import DockerEngine
-from unicity_infra.engine.identity import check_archive, container_env, export_volume, import_volume, list_volume_files
+from unicity_infra.engine.identity import (
+    check_archive,
+    container_env,
+    export_volume,
+    import_volume,
+    list_volume_files,
+)
 from unicity_infra.errors import InfraError, SettingsError
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import FaucetSettings, RunSettings, wrapper_image
@@ -28,7 +35,7 @@ from unicity_infra.stack.faucet import (
 from unicity_infra.stack.plan import common_labels
 from unicity_infra.stack.spec import LABEL_ENDPOINT, LABEL_ROLE, VolumeSpec
 
-__all__ = ["IdentityTransfer", "resolve_faucet_defaults", "export_identity", "import_identity"]
+__all__ = ["IdentityTransfer", "edge_routed_names", "export_identity", "import_identity", "resolve_faucet_defaults"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,29 @@ def resolve_faucet_defaults(engine: DockerEngine, settings: RunSettings, *, stac
     return replace(settings, faucet=faucet), notes
 
 
+def edge_routed_names(engine: DockerEngine, settings: RunSettings, *, stack: str) -> tuple[str, ...]:
+    """Return the host names in the faucet's TLS relay, aggregator and trust-base URLs that this stack serves.
+
+    A name counts when a running container of STACK on the faucet's edge
+    network carries it as its domain or a domain alias. Behind the local edge
+    no DNS server resolves these names, so the faucet's ``/etc/hosts`` must
+    point them at the edge. Names of other servers are left to DNS.
+    """
+    faucet = settings.faucet or FaucetSettings()
+    urls = [url for url in (*faucet.nostr_relays, faucet.aggregator_url, faucet.trust_base_url) if url]
+    tls_hosts = {urlsplit(url).hostname for url in urls if urlsplit(url).scheme in ("wss", "https")}
+    served: set[str] = set()
+    for info in engine.list_containers(stack=stack):
+        if info.state != "running" or info.name == settings.container_name:
+            continue
+        if settings.haproxy_net not in engine.container_networks(info.name):
+            continue
+        environment = container_env(engine, info.name)
+        served.add(environment.get("SSL_DOMAIN", "").lower())
+        served.update(alias.strip().lower() for alias in environment.get("SSL_DOMAIN_ALIASES", "").split(","))
+    return tuple(sorted(name for name in tls_hosts if name and name in served))
+
+
 def _stack_relay_url(engine: DockerEngine, stack: str) -> str | None:
     running = [info for info in engine.list_containers(stack=stack, service="relay") if info.state == "running"]
     if not running:
@@ -88,8 +118,8 @@ def _stack_relay_url(engine: DockerEngine, stack: str) -> str | None:
     https_port = container_env(engine, relay.name).get("SSL_HTTPS_PORT", "443")
     if url.startswith("wss://") and https_port != "443":
         url = f"{url}:{https_port}"
-    # NOTE: a TLS relay is reached by its domain, which only DNS (or the edge) resolves,
-    # and js-faucet must trust the relay's CA; tested here only with plain relays.
+    # A TLS relay is reached by its domain. Behind the local edge, 'run' maps that name to
+    # the edge in /etc/hosts and mounts the edge's CA bundle (see edge_routed_names).
     return url
 
 

@@ -22,9 +22,10 @@ from unicity_infra.stack.spec import (
     LABEL_MANAGED,
     LABEL_SERVICE,
     LABEL_STACK,
+    ContainerSpec,
 )
 
-__all__ = ["RunResult", "run_service", "describe_ca", "fetch_certificate"]
+__all__ = ["RunResult", "describe_ca", "fetch_certificate", "run_service"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +172,9 @@ def run_service(
         for note in prepare_aggregator_run(engine, settings, stack=stack, progress=progress):
             result.notes.append(note)
             progress.note(note)
-    if edge is not None and settings.domain:
-        # The container checks that its domain reaches it before asking the CA. On a
-        # local edge no DNS server resolves the domain, so /etc/hosts maps it to the edge.
-        names = (settings.domain, *settings.domain_aliases)
-        plan.containers[-1] = replace(plan.containers[-1], extra_hosts={name: edge.address for name in names})
+    if edge is not None:
+        plan.containers[-1] = _behind_local_edge(engine, settings, plan.containers[-1], edge, stack=stack,
+                                                 result=result, progress=progress)
     applied = apply_plan(engine, plan, timeout_s=timeout_s, progress=progress)
     result.changed = applied.changed
     if not applied.changed:
@@ -246,6 +245,34 @@ def find_local_edge(engine: DockerEngine, settings: RunSettings) -> LocalEdge | 
         key_required=status.key_required,
         key_file=status.key_file,
     )
+
+
+def _behind_local_edge(engine: DockerEngine, settings: RunSettings, spec: ContainerSpec, edge: LocalEdge, *,
+                       stack: str, result: RunResult, progress: Progress) -> ContainerSpec:
+    """Return SPEC with the names it needs resolved to the local edge and, for the faucet, the edge's CA trusted.
+
+    The container checks that its domain reaches it before asking the CA, and
+    the faucet connects to the stack's relay and aggregator by their domains. On
+    a local edge no DNS server resolves these names, so /etc/hosts maps them to
+    the edge.
+    """
+    names: tuple[str, ...] = (settings.domain, *settings.domain_aliases) if settings.domain else ()
+    if settings.service == "faucet":
+        from unicity_infra.commands.faucet import edge_routed_names
+        from unicity_infra.stack.faucet import trust_edge_ca
+
+        routed = edge_routed_names(engine, settings, stack=stack)
+        names += routed
+        if routed:
+            result.notes.append(f"the faucet reaches {', '.join(routed)} through the local edge {edge.container}")
+            progress.note(result.notes[-1])
+        if edge.ca_bundle is not None:
+            spec = trust_edge_ca(spec, edge.ca_bundle)
+            result.notes.append(f"the faucet trusts the local edge's CA bundle {edge.ca_bundle} (NODE_EXTRA_CA_CERTS)")
+            progress.note(result.notes[-1])
+    if not names:
+        return spec
+    return replace(spec, extra_hosts={name: edge.address for name in names})
 
 
 def _probe_through_edge(engine: DockerEngine, settings: RunSettings, endpoint: str, edge: LocalEdge, *,

@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from unicity_infra.commands.run import RunResult, run_service
 from unicity_infra.engine.docker import DockerEngine
@@ -25,6 +26,8 @@ from unicity_infra.harness.env import StackEndpoints
 from unicity_infra.paths import state_dir
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.settings import (
+    DEFAULT_HAPROXY_HOST,
+    DEFAULT_HAPROXY_NET,
     SERVICES,
     RunSettings,
     build_aggregator_settings,
@@ -33,8 +36,17 @@ from unicity_infra.settings import (
 )
 from unicity_infra.stack.plan import default_container_name
 
-__all__ = ["MODES", "SERVICE_ORDER", "UpSettings", "UpResult", "bring_up", "read_endpoints", "state_file",
-           "order_services"]
+__all__ = [
+    "MODES",
+    "SERVICE_ORDER",
+    "EdgeLink",
+    "UpResult",
+    "UpSettings",
+    "bring_up",
+    "order_services",
+    "read_endpoints",
+    "state_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +114,18 @@ def _domain(settings: UpSettings, service: str) -> str:
     return parse_domain(f"{service}.{settings.domain_suffix}", option="--domain-suffix")
 
 
-def _run_options(settings: UpSettings, service: str, *, stack: str) -> dict[str, object]:
+@dataclass(frozen=True)
+class EdgeLink:
+    """The stack's local edge as ``up`` uses it: where services register, and where the host reaches them."""
+
+    network: str
+    alias: str
+    # The edge's published HTTPS address on the host, and the CA bundle that verifies its certificates.
+    https: tuple[str, int] | None = None
+    ca_bundle: str | None = None
+
+
+def _run_options(settings: UpSettings, service: str, *, stack: str, edge: EdgeLink | None = None) -> dict[str, object]:
     options: dict[str, object] = {}
     if service != "aggregator":  # the aggregator stack names its containers after the stack
         options["container_name"] = default_container_name(stack, service)
@@ -113,6 +136,8 @@ def _run_options(settings: UpSettings, service: str, *, stack: str) -> dict[str,
         options["domain"] = _domain(settings, service)
         if settings.ssl_email:
             options["ssl_email"] = settings.ssl_email
+    if edge is not None:
+        options.update(haproxy_net=edge.network, haproxy_host=edge.alias)
     return options
 
 
@@ -124,10 +149,9 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
     inspection ('down' removes them).
     """
     services = order_services(settings.services)
-    if settings.mode == "local-edge":
-        _ensure_local_edge(engine, stack=stack, progress=progress)
+    edge = _ensure_local_edge(engine, stack=stack, progress=progress) if settings.mode == "local-edge" else None
 
-    planned = {service: _service_settings(settings, service, stack=stack) for service in services}
+    planned = {service: _service_settings(settings, service, stack=stack, edge=edge) for service in services}
     _check_images(engine, planned)
 
     runs: dict[str, RunResult] = {}
@@ -147,7 +171,8 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
     aggregator = runs.get("aggregator")
     trust_base = (aggregator.trust_base if aggregator else None) or {}
     faucet = runs.get("faucet")
-    identity = _faucet_identity(faucet.endpoint, timeout_s=settings.timeout_s, progress=progress) if faucet else {}
+    identity = _faucet_identity(faucet.endpoint, edge=edge, timeout_s=settings.timeout_s,
+                                progress=progress) if faucet else {}
     endpoints = StackEndpoints(
         mode=settings.mode,
         relay_url=runs["relay"].endpoint if "relay" in runs else None,
@@ -158,7 +183,7 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
         faucet_url=faucet.endpoint if faucet else None,
         faucet_chain_pubkey=identity.get("chain_pubkey"),
         faucet_direct_address=identity.get("direct_address"),
-        ca_bundle=_edge_ca_bundle(engine, stack) if settings.mode == "local-edge" else None,
+        ca_bundle=edge.ca_bundle if edge else None,
     )
     # One-shot genesis steps have exited by now; the record lists what must keep running.
     running = [info.name for info in engine.list_containers(stack=stack)
@@ -167,8 +192,9 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
     return UpResult(endpoints=endpoints, runs=runs)
 
 
-def _service_settings(settings: UpSettings, service: str, *, stack: str) -> RunSettings:
-    run_settings = build_run_settings(service, **_run_options(settings, service, stack=stack))  # type: ignore[arg-type]
+def _service_settings(settings: UpSettings, service: str, *, stack: str, edge: EdgeLink | None) -> RunSettings:
+    options = _run_options(settings, service, stack=stack, edge=edge)
+    run_settings = build_run_settings(service, **options)  # type: ignore[arg-type]
     if service == "aggregator":
         run_settings = replace(run_settings, aggregator=build_aggregator_settings(
             image_overrides=settings.image_overrides))
@@ -194,21 +220,25 @@ def _check_images(engine: DockerEngine, planned: dict[str, RunSettings]) -> None
     )
 
 
-def _faucet_identity(endpoint: str, *, timeout_s: float, progress: Progress) -> dict[str, str]:
+def _faucet_identity(endpoint: str, *, edge: EdgeLink | None, timeout_s: float, progress: Progress) -> dict[str, str]:
     """Wait until the faucet's discovery document carries its chain pubkey and return it.
 
     The faucet announces its key in a log line some time after its process
-    starts, so a healthy container may not know it yet.
+    starts, so a healthy container may not know it yet. Behind the local edge
+    the document is fetched through the edge's HTTPS port and verified against
+    its CA bundle, because the host resolves no name of the stack.
     """
     from unicity_infra.probes.errors import ProbeError
     from unicity_infra.probes.faucet import fetch_discovery
 
     url = endpoint.rstrip("/") + "/.well-known/faucet.json"
+    connect = edge.https if edge is not None and url.startswith("https://") else None
+    ca_file = Path(edge.ca_bundle) if connect is not None and edge is not None and edge.ca_bundle else None
     started = time.monotonic()
     document: dict[str, object] = {}
     while time.monotonic() - started < timeout_s:
         try:
-            document, _ = fetch_discovery(url, timeout_s=5.0)
+            document, _ = fetch_discovery(url, connect=connect, ca_file=ca_file, timeout_s=5.0)
         except ProbeError as exc:
             logger.debug("faucet discovery not readable yet url=%s error=%s", url, exc)
         if document.get("status") == "running" and document.get("chain_pubkey"):
@@ -219,22 +249,37 @@ def _faucet_identity(endpoint: str, *, timeout_s: float, progress: Progress) -> 
                      f"(discovery status: {document.get('status', 'unreadable')}); run 'unicity-infra logs faucet'")
 
 
-def _ensure_local_edge(engine: DockerEngine, *, stack: str, progress: Progress) -> None:
+def _ensure_local_edge(engine: DockerEngine, *, stack: str, progress: Progress) -> EdgeLink:
+    """Start the stack's local edge unless it runs, and return its network, alias and HTTPS address.
+
+    A running edge is used as it is, also when 'edge up' put it on another
+    network or other ports: the services then register on that network.
+    """
     from unicity_infra.commands.edge import edge_status, edge_up
-    from unicity_infra.stack.edge import EdgeSettings
+    from unicity_infra.stack.edge import (
+        LABEL_EDGE_ALIAS,
+        ROLE_EDGE_NETWORK,
+        EdgeSettings,
+    )
 
     status = edge_status(engine, stack=stack)
     if status is not None and status.state == "running":
-        progress.note(f"using the running local edge {status.container}")
-        return
-    edge_up(engine, EdgeSettings(), stack=stack, progress=progress)
-
-
-def _edge_ca_bundle(engine: DockerEngine, stack: str) -> str | None:
-    from unicity_infra.commands.edge import edge_status
-
-    status = edge_status(engine, stack=stack)
-    return status.ca_bundle if status else None
+        networks = engine.container_networks(status.container)
+        edge_networks = [name for name in networks if engine.network_role(name) == ROLE_EDGE_NETWORK]
+        network = (edge_networks or networks or [DEFAULT_HAPROXY_NET])[0]
+        alias = engine.container_labels(status.container).get(LABEL_EDGE_ALIAS, DEFAULT_HAPROXY_HOST)
+        progress.note(f"using the running local edge {status.container} on network {network!r}")
+    else:
+        defaults = EdgeSettings()
+        status = edge_up(engine, defaults, stack=stack, progress=progress)
+        network, alias = defaults.network, defaults.alias
+    https = urlsplit(status.https_url) if status.https_url else None
+    return EdgeLink(
+        network=network,
+        alias=alias,
+        https=(https.hostname or "127.0.0.1", https.port or 443) if https else None,
+        ca_bundle=status.ca_bundle,
+    )
 
 
 def _command(stack: str) -> str:

@@ -7,10 +7,18 @@ Secrets are mounted as files, never put in the environment.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from unicity_infra.settings import CONTAINER_HTTP_PORT, FaucetSettings, RunSettings
-from unicity_infra.stack.plan import StackPlan, common_labels, direct_network_name, secret_files, wrapper_env
+from unicity_infra.stack.plan import (
+    StackPlan,
+    common_labels,
+    direct_network_name,
+    secret_files,
+    wrapper_env,
+)
 from unicity_infra.stack.spec import (
     LABEL_ENDPOINT,
     LABEL_ROLE,
@@ -23,17 +31,19 @@ from unicity_infra.stack.spec import (
 )
 
 __all__ = [
-    "FAUCET_HOME",
     "DISCOVERY_PATH",
-    "faucet_endpoint",
+    "EDGE_CA_SECRET",
+    "FAUCET_HOME",
+    "aggregator_url_in_network",
     "discovery_url",
     "faucet_data_volume",
+    "faucet_endpoint",
     "faucet_env",
+    "faucet_plan",
     "faucet_secret_files",
     "relay_url_in_network",
-    "aggregator_url_in_network",
     "trust_base_url_of",
-    "faucet_plan",
+    "trust_edge_ca",
 ]
 
 # The identity volume: wallet/, tokens/ and the generated tenant.json.
@@ -41,6 +51,8 @@ FAUCET_HOME = "/data"
 CERTIFICATE_DIR = "/etc/letsencrypt"
 DISCOVERY_PATH = "/.well-known/faucet.json"
 TRUST_BASE_PATH = "/.well-known/trust-base.json"
+# The local edge's CA bundle, mounted read-only for Node.js.
+EDGE_CA_SECRET = "edge_ca_bundle"
 
 
 def faucet_endpoint(settings: RunSettings) -> str:
@@ -191,3 +203,16 @@ def faucet_plan(settings: RunSettings, *, stack: str) -> StackPlan:
         VolumeSpec(cert_volume, labels={**labels, LABEL_ROLE: "certificates"}),
     ]
     return StackPlan(containers=[container], networks=networks, volumes=volumes)
+
+
+def trust_edge_ca(spec: ContainerSpec, ca_bundle: Path) -> ContainerSpec:
+    """Return SPEC with CA_BUNDLE mounted read-only and named in ``NODE_EXTRA_CA_CERTS``.
+
+    Node.js reads that variable once at start and adds the file to its built-in
+    roots, so js-faucet then trusts the certificates the local edge's CA issues
+    to the relay and the aggregator. A value set with the container's
+    environment is kept.
+    """
+    secret = SecretFile(EDGE_CA_SECRET, ca_bundle)
+    return replace(spec, secret_files=(*spec.secret_files, secret),
+                   env={"NODE_EXTRA_CA_CERTS": secret.target, **spec.env})
