@@ -66,6 +66,19 @@ def test_export_kubernetes_to_one_file(tmp_path: Path) -> None:
     assert {"unicity-relay", "unicity-faucet"} <= names
 
 
+def test_export_takes_up_table_and_flags_win(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "unicity-infra.toml").write_text('[up]\nrelay-port = 17778\n\n[export.compose]\nfaucet-port = 17779\n')
+
+    assert run("export", "compose", "relay", "faucet") == 0
+    from_file = yaml.safe_load(capsys.readouterr().out)["services"]
+    assert run("export", "compose", "relay", "--relay-port", "17000") == 0
+    from_flag = yaml.safe_load(capsys.readouterr().out)["services"]
+
+    assert from_file["relay"]["ports"] == ["127.0.0.1:17778:80/tcp"]
+    assert from_file["faucet"]["ports"] == ["127.0.0.1:17779:80/tcp"]
+    assert from_flag["relay"]["ports"] == ["127.0.0.1:17000:80/tcp"]
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     (["export", "compose", "mailer"], "'mailer'"),
     (["export", "compose", "--mode", "cluster"], "'cluster'"),

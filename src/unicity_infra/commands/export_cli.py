@@ -18,13 +18,31 @@ __all__ = ["export", "register"]
 KUBERNETES_MODES = ("direct", "production")
 
 
+# Options of 'up' that a settings file's [up] table also gives the exports, so a
+# file describes one stack for 'up' and for both exports.
+SHARED_UP_OPTIONS = ("domain_suffix", "relay_domain", "aggregator_domain", "faucet_domain", "ssl_email",
+                     "relay_port", "aggregator_port", "faucet_port", "image_overrides")
+
+
 @click.group(epilog=EXIT_CODES_HELP)
-def export() -> None:
+@click.pass_context
+def export(click_context: click.Context) -> None:
     """Write the stack 'up' runs as a compose file or as Kubernetes manifests.
 
     Both are translated from the same container specs 'up' applies; nothing is
-    started and no Docker Engine is needed.
+    started and no Docker Engine is needed. Settings from the [up] table of
+    the settings file apply too; [export.compose] and [export.kubernetes]
+    tables and flags win over them.
     """
+    root = (click_context.parent.default_map if click_context.parent else None) or {}
+    up_table = root.get("up") if isinstance(root.get("up"), dict) else {}
+    shared = {name: value for name, value in up_table.items() if name in SHARED_UP_OPTIONS}
+    own = click_context.default_map or {}
+    click_context.default_map = {
+        # The local edge exists only on Docker, so [up]'s mode applies to compose alone.
+        "compose": {**shared, **({"mode": up_table["mode"]} if "mode" in up_table else {}), **own.get("compose", {})},
+        "kubernetes": {**shared, **own.get("kubernetes", {})},
+    }
 
 
 def _stack_options(function: Callable[..., Any]) -> Callable[..., Any]:
