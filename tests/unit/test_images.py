@@ -52,7 +52,7 @@ def _wrapper(**changes: object) -> WrapperRecipe:
     recipe = WrapperRecipe(
         service="relay",
         dockerfile="FROM base\n",
-        package_files={"unicity_infra/__init__.py": b"x = 1\n"},
+        context_files={"unicity_infra/__init__.py": b"x = 1\n"},
         build_args={"BASE_IMAGE": "sha256:aa", "RELAY_IMAGE": "sha256:bb"},
     )
     return dataclasses.replace(recipe, **changes)
@@ -148,11 +148,12 @@ def test_wrapper_recipe_digest_is_stable() -> None:
     "changes",
     [
         {"dockerfile": "FROM base\nUSER relay\n"},
-        {"package_files": {"unicity_infra/__init__.py": b"x = 2\n"}},
-        {"package_files": {"unicity_infra/__init__.py": b"x = 1\n", "unicity_infra/container/a.py": b""}},
+        {"context_files": {"unicity_infra/__init__.py": b"x = 2\n"}},
+        {"context_files": {"unicity_infra/__init__.py": b"x = 1\n", "unicity_infra/container/a.py": b""}},
         {"build_args": {"BASE_IMAGE": "sha256:cc", "RELAY_IMAGE": "sha256:bb"}},
+        {"labels_without_recipe": {"org.opencontainers.image.revision": "1a2b3c4"}},
     ],
-    ids=["dockerfile", "file-content", "file-added", "build-arg"],
+    ids=["dockerfile", "file-content", "file-added", "build-arg", "label"],
 )
 def test_wrapper_recipe_digest_changes_with_input(changes: dict[str, object]) -> None:
     assert _wrapper(**changes).digest != _wrapper().digest
@@ -372,7 +373,7 @@ def recorded_wrapper_builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[s
     """Replace the Docker steps of build_images; return service → upstream images it was built with."""
     builds: dict[str, dict[str, str]] = {}
 
-    def build_wrapper(service: str, *, base_image: str, upstream_images: dict[str, str], progress: object) -> str:
+    def build_wrapper(service: str, *, base_image: str, upstream_images: dict[str, str], **options: object) -> str:
         builds[service] = dict(upstream_images)
         return f"unicity-infra/{service}:test"
 

@@ -8,7 +8,6 @@ and keeps the results in the cache directory and the Docker Engine.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import os
@@ -21,14 +20,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import docker
 import docker.errors
 
-import unicity_infra
-from unicity_infra import __version__
+from unicity_infra.engine.provenance import package_dir, read_provenance
 from unicity_infra.engine.recipes import (
     BaseRecipe,
     CrateRecipe,
@@ -37,16 +36,36 @@ from unicity_infra.engine.recipes import (
     cache_dir,
     detect_debian_mirror,
 )
-from unicity_infra.errors import DockerError, ImageBuildError, ImageNotFoundError, SettingsError
+from unicity_infra.engine.recipes.release import (
+    DEFAULT_REPOSITORY,
+    Provenance,
+    wrapper_labels,
+    wrapper_tags,
+)
+from unicity_infra.errors import (
+    DockerError,
+    ImageBuildError,
+    ImageNotFoundError,
+    SettingsError,
+)
 from unicity_infra.progress import SILENT, Progress
-from unicity_infra.settings import IMAGES, UPSTREAM_IMAGES, service_wrapper, wrapper_image
+from unicity_infra.settings import (
+    IMAGES,
+    UPSTREAM_IMAGES,
+    service_wrapper,
+    wrapper_image,
+)
 
 __all__ = [
+    "WrapperContext",
+    "build_images",
     "build_offline_base",
     "build_relay_standin",
     "build_wrapper_image",
-    "build_images",
+    "export_wrapper_context",
+    "image_tags",
     "is_offline_image",
+    "wrapper_context",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +74,9 @@ TAIL_LINES = 20
 BUILD_TIMEOUT_S = 3600
 OFFLINE_LABEL = "org.unicity.infra.offline"
 RECIPE_LABEL = "org.unicity.infra.recipe"
+# Dockerfiles and the setup script they share, relative to the package directory.
+RECIPES_SUBDIR = "engine/recipes/images"
+SETUP_SCRIPT = "image-setup.sh"
 
 # Upstream images each wrapper starts FROM besides the base, by their key in
 # settings.UPSTREAM_IMAGES. Each becomes the build argument <KEY>_IMAGE.
@@ -143,15 +165,19 @@ def build_wrapper_image(
     *,
     base_image: str,
     upstream_images: dict[str, str],
-    tag: str | None = None,
+    repository: str = DEFAULT_REPOSITORY,
+    provenance: Provenance | None = None,
     progress: Progress = SILENT,
 ) -> str:
-    """Build SERVICE's wrapper image from ``engine/recipes/images/<service>.Dockerfile`` and return its tag.
+    """Build SERVICE's wrapper image from ``engine/recipes/images/<service>.Dockerfile`` and return its version tag.
 
     UPSTREAM_IMAGES maps the keys in WRAPPER_UPSTREAMS[service] to image
     references. Missing base or upstream images are pulled first. The image is
-    marked offline when every image it starts FROM is an offline one. An
-    existing tag built from the same recipe is kept.
+    tagged ``<repository>/<service>:<version>`` and, when its files are
+    committed in a git checkout, ``…:sha-<short sha>`` too; it carries the
+    OCI labels of PROVENANCE (read from the package when None). It is marked
+    offline when every image it starts FROM is an offline one. An existing tag
+    built from the same recipe is kept and only tagged again.
 
     Raises SettingsError for an unknown service, ImageBuildError when a pull
     or the build fails, and DockerError when the Docker Engine is unreachable.
@@ -161,52 +187,64 @@ def build_wrapper_image(
     missing = [key for key in WRAPPER_UPSTREAMS[service] if key not in upstream_images]
     if missing:
         raise ValueError(f"upstream_images has no key {', '.join(missing)}, which the {service} wrapper image needs")
-    tag = tag or wrapper_image(service)
-    dockerfile = _wrapper_dockerfile(service)
+    provenance = provenance or read_provenance()
+    context = wrapper_context(service)
+    tags = wrapper_tags(service, repository=repository, provenance=provenance, context_paths=context.source_paths)
+    tag = tags[0]
 
     progress.stage(f"Wrapper image {tag}")
+    _note_uncommitted(provenance.uncommitted(context.source_paths), service=service, tag=tag, progress=progress)
     client = _docker_client()
-    parents = [base_image, *(upstream_images[key] for key in WRAPPER_UPSTREAMS[service])]
-    for ref in parents:
+    parents = {"base": base_image} | {key: upstream_images[key] for key in WRAPPER_UPSTREAMS[service]}
+    for ref in parents.values():
         _pull_if_missing(client, ref, image=tag, progress=progress)
 
-    offline = all(_has_offline_label(client, ref) for ref in parents)
-    build_args = {"BASE_IMAGE": base_image, "VERSION": __version__, "OFFLINE": "true" if offline else "false"}
-    build_args |= {_build_arg_name(key): upstream_images[key] for key in WRAPPER_UPSTREAMS[service]}
-    if source_url := _source_url():
-        build_args["SOURCE_URL"] = source_url
-    package_files = _package_files(WRAPPER_PACKAGES[service])
+    offline = all(_has_offline_label(client, ref) for ref in parents.values())
+    build_args = {"BASE_IMAGE": base_image} | {
+        _build_arg_name(key): upstream_images[key] for key in WRAPPER_UPSTREAMS[service]
+    }
+    labels = wrapper_labels(
+        service, provenance=provenance, context_paths=context.source_paths, parents=parents, offline=offline
+    )
     recipe = WrapperRecipe(
         service=service,
-        dockerfile=dockerfile.read_text(),
-        package_files=package_files,
-        build_args={
-            name: _image_id_or_ref(client, value) if name.endswith("_IMAGE") else value
-            for name, value in build_args.items()
-        },
+        dockerfile=context.dockerfile,
+        context_files=context.files,
+        build_args={name: _image_id_or_ref(client, value) for name, value in build_args.items()},
+        labels_without_recipe=labels,
     )
     if _image_label(client, tag, RECIPE_LABEL) == recipe.digest:
         progress.note(f"{tag} is up to date")
+        _add_tags(client, tag, tags[1:], progress=progress)
         return tag
 
     replaced = _image_id_or_ref(client, tag) if _image_exists(client, tag) else None
-    with tempfile.TemporaryDirectory(prefix=f"unicity-infra-{service}-") as context:
-        _write_context(Path(context), dockerfile, package_files)
-        _docker_build(client, Path(context), tag, buildargs=build_args, labels=recipe.labels, progress=progress)
+    with tempfile.TemporaryDirectory(prefix=f"unicity-infra-{service}-") as directory:
+        context.write(Path(directory))
+        _docker_build(client, Path(directory), tag, buildargs=build_args, labels=recipe.labels, progress=progress)
+    _add_tags(client, tag, tags[1:], progress=progress)
     if replaced and replaced != _image_id_or_ref(client, tag):
         _remove_replaced_image(client, replaced)
-    logger.info("built wrapper image=%s service=%s offline=%s", tag, service, offline)
+    logger.info("built wrapper image=%s service=%s offline=%s tags=%s", tag, service, offline, ",".join(tags))
     return tag
 
 
-def build_images(services: list[str], *, offline: bool, progress: Progress = SILENT) -> dict[str, str]:
-    """Build the wrapper image of each service and return service → tag.
+def build_images(
+    services: list[str],
+    *,
+    offline: bool,
+    repository: str = DEFAULT_REPOSITORY,
+    provenance: Provenance | None = None,
+    progress: Progress = SILENT,
+) -> dict[str, str]:
+    """Build the wrapper image of each service and return service → version tag.
 
     The aggregator's wrapper is its TLS proxy, ``aggregator-proxy``; the
     aggregator stack's upstream images (bft-core, MongoDB, aggregator-go) are
     run as pinned and never built here. With OFFLINE the offline base and the
     upstream stand-ins are built first; without it the pinned upstream images
-    are pulled, which needs a registry.
+    are pulled, which needs a registry. :func:`image_tags` lists every tag an
+    image gets.
     """
     unknown = [service for service in services
                if service not in IMAGES or service_wrapper(service) not in WRAPPER_UPSTREAMS]
@@ -216,6 +254,8 @@ def build_images(services: list[str], *, offline: bool, progress: Progress = SIL
     faucet_image = os.environ.get(FAUCET_IMAGE_ENV, "").strip() or None
     if offline and "faucet" in wrappers and faucet_image is None:
         wrappers = _skip_offline_faucet(wrappers, progress=progress)
+    provenance = provenance or read_provenance()
+    _note_provenance(provenance, progress=progress)
 
     if offline:
         base_image = build_offline_base(progress=progress)
@@ -228,8 +268,56 @@ def build_images(services: list[str], *, offline: bool, progress: Progress = SIL
         upstreams["faucet"] = faucet_image
 
     return {
-        service: build_wrapper_image(wrapper, base_image=base_image, upstream_images=upstreams, progress=progress)
+        service: build_wrapper_image(
+            wrapper, base_image=base_image, upstream_images=upstreams, repository=repository,
+            provenance=provenance, progress=progress,
+        )
         for service, wrapper in wrappers.items()
+    }
+
+
+def image_tags(service: str, *, repository: str = DEFAULT_REPOSITORY, provenance: Provenance) -> list[str]:
+    """Return every tag ``build_images`` gives SERVICE's wrapper image, the version tag first."""
+    wrapper = service_wrapper(service)
+    paths = wrapper_context(wrapper).source_paths
+    return wrapper_tags(wrapper, repository=repository, provenance=provenance, context_paths=paths)
+
+
+def export_wrapper_context(service: str, directory: Path, *, provenance: Provenance) -> dict[str, object]:
+    """Write SERVICE's build context into DIRECTORY and return the build arguments, labels and tags for it.
+
+    The build arguments name the pinned upstream images (the faucet's from
+    FAUCET_IMAGE_ENV when set), so another builder, such as the CI
+    workflow's buildx, produces the image ``images build`` would from a
+    registry. DIRECTORY must be empty or missing. Raises SettingsError for an
+    unknown service or a non-empty DIRECTORY.
+    """
+    wrapper = service_wrapper(service)
+    if service not in IMAGES or wrapper not in WRAPPER_UPSTREAMS:
+        raise SettingsError("SERVICE", service, f"expected one of: {', '.join(IMAGES)}")
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise SettingsError("DIRECTORY", str(directory), "expected an empty or missing directory for the build context")
+    upstreams = dict(UPSTREAM_IMAGES)
+    if faucet_image := os.environ.get(FAUCET_IMAGE_ENV, "").strip():
+        upstreams["faucet"] = faucet_image
+    context = wrapper_context(wrapper)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    context.write(directory)
+    parents = {"base": upstreams["ssl-manager"]} | {key: upstreams[key] for key in WRAPPER_UPSTREAMS[wrapper]}
+    build_args = {"BASE_IMAGE": parents["base"]} | {
+        _build_arg_name(key): upstreams[key] for key in WRAPPER_UPSTREAMS[wrapper]
+    }
+    labels = wrapper_labels(
+        wrapper, provenance=provenance, context_paths=context.source_paths, parents=parents, offline=False
+    )
+    return {
+        "service": service,
+        "image": wrapper,
+        "context": str(directory),
+        "build_args": build_args,
+        "labels": labels,
+        "tags": image_tags(service, provenance=provenance),
     }
 
 
@@ -396,21 +484,61 @@ def _has_openssl_headers() -> bool:
 # --- wrapper images -------------------------------------------------------
 
 
-def _wrapper_dockerfile(service: str) -> Path:
-    """Return the Dockerfile of SERVICE's wrapper image, shipped as package data in ``engine/recipes/images``."""
-    dockerfile = Path(unicity_infra.__file__).resolve().parent / "engine" / "recipes" / "images"
-    dockerfile /= f"{service}.Dockerfile"
-    if not dockerfile.is_file():
+@dataclass(frozen=True)
+class WrapperContext:
+    """The build context of a wrapper image.
+
+    ``files`` maps paths in the context, besides the Dockerfile, to their
+    bytes. ``source_paths`` lists the origin of the Dockerfile and those files
+    relative to the package directory, to compare them with the git checkout.
+    """
+
+    dockerfile: str
+    files: Mapping[str, bytes]
+    source_paths: tuple[str, ...]
+
+    def write(self, directory: Path) -> None:
+        """Write the Dockerfile and files into DIRECTORY."""
+        (directory / "Dockerfile").write_text(self.dockerfile)
+        for relative, content in self.files.items():
+            target = directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+
+
+def wrapper_context(service: str) -> WrapperContext:
+    """Read SERVICE's Dockerfile, the shared setup script and the package files the image copies.
+
+    They are package data under ``engine/recipes/images``, so an installed
+    wheel finds them as a source checkout does. Raises ImageBuildError when
+    one is missing.
+    """
+    package = package_dir()
+    dockerfile = _recipe_file(package, f"{service}.Dockerfile", service=service)
+    setup_script = _recipe_file(package, SETUP_SCRIPT, service=service)
+    files = {SETUP_SCRIPT: setup_script.read_bytes(), **_package_files(WRAPPER_PACKAGES[service])}
+    sources = [dockerfile, setup_script]
+    sources += [package / relative.removeprefix("unicity_infra/") for relative in files if relative != SETUP_SCRIPT]
+    return WrapperContext(
+        dockerfile=dockerfile.read_text(),
+        files=files,
+        source_paths=tuple(path.relative_to(package).as_posix() for path in sources),
+    )
+
+
+def _recipe_file(package: Path, name: str, *, service: str) -> Path:
+    path = package / RECIPES_SUBDIR / name
+    if not path.is_file():
         raise ImageBuildError(
             wrapper_image(service),
-            f"Dockerfile not found at {dockerfile}; reinstall unicity-infra, whose package data ships it",
+            f"{name} not found at {path}; reinstall unicity-infra, whose package data ships it",
         )
-    return dockerfile
+    return path
 
 
 def _package_files(subpackages: Iterable[str] = ("container",)) -> dict[str, bytes]:
     """Return the package files a wrapper image copies, by their path in the build context."""
-    package = Path(unicity_infra.__file__).resolve().parent
+    package = package_dir()
     files = {"unicity_infra/__init__.py": (package / "__init__.py").read_bytes()}
     for subpackage in subpackages:
         for path in sorted((package / subpackage).rglob("*")):
@@ -419,30 +547,43 @@ def _package_files(subpackages: Iterable[str] = ("container",)) -> dict[str, byt
     return files
 
 
-def _write_context(context: Path, dockerfile: Path, package_files: Mapping[str, bytes]) -> None:
-    shutil.copyfile(dockerfile, context / "Dockerfile")
-    for relative, content in package_files.items():
-        target = context / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-
-
 def _build_arg_name(upstream_key: str) -> str:
     """Return the build argument that names an upstream image: ``relay`` → ``RELAY_IMAGE``."""
     return upstream_key.upper().replace("-", "_") + "_IMAGE"
 
 
-def _source_url() -> str | None:
-    """Return the ``Source`` project URL of the installed distribution, if it declares one."""
-    try:
-        urls = importlib.metadata.metadata("unicity-infra").get_all("Project-URL") or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for entry in urls:
-        label, _, url = entry.partition(",")
-        if label.strip().lower() in ("source", "repository"):
-            return url.strip()
-    return None
+def _note_provenance(provenance: Provenance, *, progress: Progress) -> None:
+    """Say which tags and labels the images get when there is no git checkout or no creation time."""
+    if provenance.checkout is None:
+        progress.note(
+            f"{package_dir()} is not in a git checkout (an installed wheel): the images are tagged "
+            f"{provenance.version} only, without a sha- tag, and their revision label is empty"
+        )
+    else:
+        progress.note(f"git commit {provenance.checkout.revision}")
+    if not provenance.created:
+        progress.note("the created label is empty: set SOURCE_DATE_EPOCH to the release time to fill it")
+
+
+def _note_uncommitted(paths: list[str], *, service: str, tag: str, progress: Progress) -> None:
+    if not paths:
+        return
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    progress.note(
+        f"files the {service} image copies have uncommitted changes ({shown}): it is tagged {tag} only and "
+        f"its revision label is empty; commit them to get the sha- tag"
+    )
+
+
+def _add_tags(client: docker.DockerClient, image: str, refs: Iterable[str], *, progress: Progress) -> None:
+    """Point each of REFS (``name:tag``) at IMAGE."""
+    for ref in refs:
+        repository, _, tag = ref.rpartition(":")
+        progress.action(f"docker tag {image} {ref}")
+        try:
+            client.api.tag(image, repository, tag, force=True)
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(image, f"docker tag {image} {ref}", [str(exc)]) from exc
 
 
 def _pull_if_missing(client: docker.DockerClient, ref: str, *, image: str, progress: Progress) -> None:

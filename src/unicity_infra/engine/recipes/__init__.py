@@ -234,21 +234,23 @@ class StandinRecipe:
 
 @dataclass(frozen=True)
 class WrapperRecipe:
-    """A service's wrapper image: its Dockerfile, the copied package files and the build arguments.
+    """A service's wrapper image: its Dockerfile, the other build context files, the build arguments and labels.
 
-    ``package_files`` maps a path relative to the build context to the file's
+    ``context_files`` maps a path relative to the build context to the file's
     bytes. ``build_args`` should name each base image by its image ID where it
-    is known, because a tag such as ``latest`` can move.
+    is known, because a tag such as ``latest`` can move. ``labels`` are the
+    image's labels without the recipe digest, which ``labels`` adds.
     """
 
     service: str
     dockerfile: str
-    package_files: Mapping[str, bytes]
+    context_files: Mapping[str, bytes]
     build_args: Mapping[str, str]
+    labels_without_recipe: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
-        files = {path: hashlib.sha256(content).hexdigest() for path, content in self.package_files.items()}
+        files = {path: hashlib.sha256(content).hexdigest() for path, content in self.context_files.items()}
         return recipe_digest(
             {
                 "kind": "wrapper",
@@ -256,19 +258,13 @@ class WrapperRecipe:
                 "dockerfile": self.dockerfile,
                 "package_files": files,
                 "build_args": dict(self.build_args),
-                "labels": self._fixed_labels(),
+                "labels": dict(self.labels_without_recipe),
             }
         )
 
     @property
     def labels(self) -> dict[str, str]:
-        return {**self._fixed_labels(), _RECIPE_LABEL: self.digest}
-
-    @staticmethod
-    def _fixed_labels() -> dict[str, str]:
-        # A wrapper replaces no upstream image, but Docker cannot drop a label
-        # inherited from the offline base, so it is overwritten with "".
-        return {_STANDS_IN_LABEL: ""}
+        return {**self.labels_without_recipe, _RECIPE_LABEL: self.digest}
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:

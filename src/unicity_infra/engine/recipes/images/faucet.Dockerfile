@@ -1,50 +1,30 @@
 # js-faucet behind nginx with ssl-manager's TLS and HAProxy registration,
 # supervised by unicity_infra.container, which serves the faucet's discovery
-# document. Built by 'unicity-infra images build', which assembles the
-# context: this file plus unicity_infra/__init__.py and unicity_infra/container/.
-# Works with the classic builder of Docker 20.10. No secret is passed as a
-# build argument: operator secrets reach the container as files under
+# document. 'unicity-infra images build faucet' assembles the context (this
+# file, image-setup.sh, unicity_infra/__init__.py and
+# unicity_infra/container/), passes BASE_IMAGE and FAUCET_IMAGE and sets the
+# labels. Works with the classic builder of Docker 20.10. No secret is passed
+# as a build argument: operator secrets reach the container as files under
 # /run/secrets at run time, and the supervisor exports them to the faucet only.
 
-ARG BASE_IMAGE=ghcr.io/unicitynetwork/ssl-manager:latest
-ARG FAUCET_IMAGE=ghcr.io/unicitynetwork/agentic-hosting/faucet:local
+ARG BASE_IMAGE
+ARG FAUCET_IMAGE
 
 FROM ${FAUCET_IMAGE} AS faucet
 
 FROM ${BASE_IMAGE}
 
-ARG BASE_IMAGE
-ARG FAUCET_IMAGE
-ARG VERSION=0.0.0
-ARG OFFLINE=false
-ARG SOURCE_URL=
-
-# Install only the programs the base lacks, Node.js from Debian's own
-# packages. The offline base has them all, so this step never reaches a
-# Debian mirror there.
-RUN set -eu; \
-    missing=""; \
-    for pair in nginx:nginx-light tini:tini python3:python3 openssl:openssl \
-                certbot:certbot curl:curl node:nodejs useradd:passwd; do \
-        command -v "${pair%%:*}" > /dev/null 2>&1 || missing="$missing ${pair#*:}"; \
-    done; \
-    if [ -n "$missing" ]; then \
-        echo "installing:$missing"; \
-        apt-get update; \
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing; \
-        rm -rf /var/lib/apt/lists/*; \
-    fi
-
-# /data is the identity volume: wallet and tokens belong to the faucet user,
-# the generated tenant file (/data/tenant.json) to root, with mode 0600.
-RUN set -eu; \
-    getent group faucet > /dev/null || groupadd --gid 1001 faucet; \
-    getent passwd faucet > /dev/null || useradd --uid 1001 --gid 1001 --no-create-home \
-        --home-dir /data/wallet --shell /usr/sbin/nologin faucet; \
-    test "$(id -u faucet):$(id -g faucet)" = "1001:1001"; \
-    mkdir -p /data/wallet /data/tokens /var/www/acme-challenge/.well-known/acme-challenge /run/unicity; \
-    chown 1001:1001 /data/wallet /data/tokens; \
-    chmod 0700 /data/wallet /data/tokens
+# Node.js comes from Debian's own packages. /data is the identity volume:
+# wallet and tokens belong to the faucet user, the generated tenant file
+# (/data/tenant.json) to root, with mode 0600.
+COPY image-setup.sh /usr/local/lib/unicity-infra/image-setup.sh
+RUN sh /usr/local/lib/unicity-infra/image-setup.sh install-missing \
+        nginx:nginx-light tini:tini python3:python3 openssl:openssl \
+        certbot:certbot curl:curl node:nodejs useradd:passwd \
+    && sh /usr/local/lib/unicity-infra/image-setup.sh add-user faucet /data/wallet \
+    && mkdir -p /data/wallet /data/tokens /var/www/acme-challenge/.well-known/acme-challenge /run/unicity \
+    && chown 1001:1001 /data/wallet /data/tokens \
+    && chmod 0700 /data/wallet /data/tokens
 
 # NOTE: js-faucet's image is built on node:22-alpine. A native Node addon in
 # its node_modules, compiled against musl, would not load on this glibc base;
@@ -60,15 +40,6 @@ ENV PYTHONPATH=/opt/unicity-infra \
 
 VOLUME ["/etc/letsencrypt", "/data"]
 EXPOSE 80 443
-
-LABEL org.opencontainers.image.title="unicity-infra faucet" \
-      org.opencontainers.image.description="js-faucet supervised behind nginx, with its discovery document, TLS from certbot and HAProxy registration" \
-      org.opencontainers.image.source="${SOURCE_URL}" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.licenses="MIT" \
-      org.unicity.infra.upstream.faucet="${FAUCET_IMAGE}" \
-      org.unicity.infra.upstream.base="${BASE_IMAGE}" \
-      org.unicity.infra.offline="${OFFLINE}"
 
 STOPSIGNAL SIGTERM
 # Healthy only while the faucet process of this boot has announced its chain
