@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from unicity_infra import __version__
 from unicity_infra import cli as cli_module
+from unicity_infra.settings import UPSTREAM_IMAGES
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +68,16 @@ def test_export_kubernetes_to_one_file(tmp_path: Path) -> None:
     assert {"unicity-relay", "unicity-faucet"} <= names
 
 
+def test_export_registry_names_our_images_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("export", "kubernetes", "aggregator", "--registry", "ghcr.io/acme/") == 0
+
+    images = {container["image"] for item in yaml.safe_load_all(capsys.readouterr().out)
+              if item and item["kind"] in ("Deployment", "StatefulSet")
+              for container in item["spec"]["template"]["spec"]["containers"]}
+    assert f"ghcr.io/acme/unicity-infra/aggregator-proxy:{__version__}" in images
+    assert UPSTREAM_IMAGES["mongo"] in images
+
+
 def test_export_takes_up_table_and_flags_win(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "unicity-infra.toml").write_text('[up]\nrelay-port = 17778\n\n[export.compose]\nfaucet-port = 17779\n')
 
@@ -88,6 +100,7 @@ def test_export_takes_up_table_and_flags_win(tmp_path: Path, capsys: pytest.Capt
     (["export", "compose", "--output", "."], "is a directory"),
     (["export", "compose", "--output", "file.txt/compose.yaml"], "does not exist"),
     (["export", "kubernetes", "--mode", "local-edge"], "runs only on Docker"),
+    (["export", "kubernetes", "--registry", "bad registry"], "'bad registry'"),
     (["export", "kubernetes", "--output", "file.txt"], "is a file"),
     (["--stack", "Upper_Case", "export", "kubernetes"], "'Upper_Case'"),
 ])

@@ -12,6 +12,7 @@ from unicity_infra.cli import EXIT_CODES_HELP, Context, pass_context
 
 if TYPE_CHECKING:
     from unicity_infra.commands.up import UpSettings
+    from unicity_infra.export.stack import ExportedStack
 
 __all__ = ["export", "register"]
 
@@ -61,6 +62,9 @@ def _stack_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Host port of the aggregator in direct mode."),
         click.option("--faucet-port", default="7780", show_default=True,
                      help="Host port of the faucet's discovery document in direct mode."),
+        click.option("--registry", metavar="REGISTRY",
+                     help="Take our wrapper images from REGISTRY (e.g. ghcr.io/ORG), where 'images push' puts "
+                          "them; without it the local tags are used."),
         click.option("--image-override", "image_overrides", multiple=True, metavar="KEY=IMAGE",
                      envvar="UNICITY_INFRA_IMAGE_OVERRIDES",
                      help="Use IMAGE for an aggregator component KEY (bft-core, mongo, aggregator-go, curl, "
@@ -95,6 +99,15 @@ def _up_settings(mode: str, services: tuple[str, ...], options: dict[str, Any]) 
     )
 
 
+def _with_registry(exported: ExportedStack, options: dict[str, Any]) -> ExportedStack:
+    from unicity_infra.engine.recipes.release import parse_registry
+    from unicity_infra.export.stack import from_registry
+
+    if not options["registry"]:
+        return exported
+    return from_registry(exported, parse_registry(options["registry"]))
+
+
 def _command_line(context: Context, kind: str, mode: str, services: tuple[str, ...]) -> str:
     stack = "" if context.stack == "default" else f"--stack {context.stack} "
     return f"unicity-infra {stack}export {kind} --mode {mode}" + "".join(f" {service}" for service in services)
@@ -125,7 +138,7 @@ def export_compose(context: Context, services: tuple[str, ...], mode: str, outpu
     from unicity_infra.export.stack import plan_export
 
     destination = parse_destination(output)
-    exported = plan_export(_up_settings(mode, services, options), stack=context.stack)
+    exported = _with_registry(plan_export(_up_settings(mode, services, options), stack=context.stack), options)
     text = render_compose(exported, command=_command_line(context, "compose", mode, services))
 
     if destination.path is None:
@@ -165,7 +178,8 @@ def export_kubernetes(context: Context, services: tuple[str, ...], mode: str, ou
         raise SettingsError("--mode", mode, "the local edge runs only on Docker; use direct (plain HTTP inside the "
                             "cluster) or production (TLS in the containers)")
     destination = parse_destination(output, allow_directory=True)
-    exported = plan_export(_up_settings(mode, services, options), stack=context.stack, edge_registration=False)
+    exported = _with_registry(plan_export(_up_settings(mode, services, options), stack=context.stack,
+                                          edge_registration=False), options)
     command = _command_line(context, "kubernetes", mode, services)
 
     if destination.path is None:

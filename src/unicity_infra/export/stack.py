@@ -20,6 +20,7 @@ from unicity_infra.commands.up import (
 )
 from unicity_infra.engine.docker import ContainerInfo
 from unicity_infra.errors import SettingsError
+from unicity_infra.settings import wrapper_image
 from unicity_infra.stack.edge import EDGE_STATE_DIR, EdgeSettings, edge_plan
 from unicity_infra.stack.plan import StackPlan
 from unicity_infra.stack.spec import (
@@ -29,7 +30,7 @@ from unicity_infra.stack.spec import (
     VolumeMount,
 )
 
-__all__ = ["EDGE", "SERVICE_NEEDS", "ExportedStack", "plan_export"]
+__all__ = ["EDGE", "SERVICE_NEEDS", "ExportedStack", "from_registry", "plan_export"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,23 @@ def _trust_local_edge(spec: ContainerSpec, edge: StackPlan) -> ContainerSpec:
     # edge reports healthy is assumed, not tested.
     return replace(spec, volumes=(*spec.volumes, VolumeMount(state.volume, EDGE_STATE_MOUNT, read_only=True)),
                    env={"NODE_EXTRA_CA_CERTS": roots, **spec.env})
+
+
+def from_registry(exported: ExportedStack, registry: str) -> ExportedStack:
+    """Return EXPORTED with our wrapper images taken from REGISTRY, named as ``images push`` names them.
+
+    For example ``unicity-infra/relay:0.1.0`` becomes ``ghcr.io/ORG/unicity-infra/relay:0.1.0``;
+    upstream images keep their pinned references.
+    """
+    ours = wrapper_image("relay").split("/", 1)[0] + "/"
+    plans = {
+        service: replace(plan, containers=[
+            replace(spec, image=f"{registry}/{spec.image}") if spec.image.startswith(ours) else spec
+            for spec in plan.containers
+        ])
+        for service, plan in exported.plans.items()
+    }
+    return replace(exported, plans=plans)
 
 
 class _PlannedEngine:
