@@ -78,7 +78,7 @@ WRAPPER_PINS: dict[str, tuple[str, ...]] = {
 _PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 # A registry host: DNS labels or an IPv4 address, then an optional port.
 _HOST = re.compile(r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)"
-                   r"(?::(?P<port>[0-9]{1,5}))?$")
+                   r"(?::(?P<port>[0-9]+))?$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
