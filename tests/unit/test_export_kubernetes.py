@@ -211,6 +211,13 @@ def test_kubernetes_production_passes_tls_through_per_domain() -> None:
     assert public["metadata"]["annotations"]["org.unicity.infra/domains"] == "relay.example.org"
 
 
+def test_kubernetes_tls_service_routes_before_ready() -> None:
+    objects = objects_of(exported("production", "relay"))
+
+    assert find(objects, "Service", "unicity-k1-relay-public")["spec"]["publishNotReadyAddresses"] is True
+    assert find(objects, "Service", "unicity-k1-relay")["spec"]["publishNotReadyAddresses"] is True
+
+
 def test_kubernetes_production_registers_with_no_edge() -> None:
     for item in objects_of(exported("production")):
         if item["kind"] in ("Deployment", "StatefulSet"):

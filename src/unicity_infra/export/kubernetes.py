@@ -224,10 +224,12 @@ def _services(exported: ExportedStack, service: str, spec: ContainerSpec,
         "ports": [{"name": name, "port": port, "targetPort": name, "protocol": "TCP"} for name, port in ports],
     }
     health = _health(spec)
-    if health and spec.name in " ".join(health.test):
-        # The health check reaches the container through its own Service name
-        # (MongoDB's replica set member, the BFT root's listeners), so the
-        # Service must route to the pod before the pod is ready.
+    self_checking = bool(health and spec.name in " ".join(health.test))
+    obtains_certificate = _is_wrapper(spec) and bool(spec.env.get("SSL_DOMAIN"))
+    if self_checking or obtains_certificate:
+        # The Service must route to the pod before the pod is ready: the health
+        # check of MongoDB and of the BFT root connects through it, and a TLS
+        # wrapper must answer HTTP-01 before it has its certificate and turns ready.
         internal["publishNotReadyAddresses"] = True
     objects = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": spec.name, "labels": labels},
                 "spec": internal}]
@@ -247,6 +249,7 @@ def _services(exported: ExportedStack, service: str, spec: ContainerSpec,
             },
             "spec": {
                 "type": "LoadBalancer",
+                "publishNotReadyAddresses": True,
                 "selector": selector,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
                           {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}],
