@@ -576,8 +576,11 @@ def _note_uncommitted(paths: list[str], *, service: str, tag: str, progress: Pro
 
 
 def _add_tags(client: docker.DockerClient, image: str, refs: Iterable[str], *, progress: Progress) -> None:
-    """Point each of REFS (``name:tag``) at IMAGE."""
+    """Point each of REFS (``name:tag``) at IMAGE, skipping those that already do."""
+    image_id = _image_id_or_ref(client, image)
     for ref in refs:
+        if _image_id_or_ref(client, ref) == image_id:
+            continue
         repository, _, tag = ref.rpartition(":")
         progress.action(f"docker tag {image} {ref}")
         try:
