@@ -1,8 +1,8 @@
 """The image recipes ship in the wheel: a wheel built from this tree, installed in a fresh venv, finds them.
 
 The wheel is built from a copy of the source tree, so the build leaves no
-build/ or egg-info directory in the checkout, and installed without
-dependencies in a venv that sees the host's site-packages for them.
+build/ or egg-info directory in the checkout. It is installed without
+dependencies into a venv that imports them from the host's site-packages.
 """
 
 from __future__ import annotations
