@@ -414,7 +414,7 @@ def _bcrypt(password: str) -> str:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackRegistry]:
     binary = shutil.which("docker-registry")
     if binary is None:
-        pytest.skip("docker-registry not found on PATH; install it with 'apt-get install docker-registry'")
+        pytest.fail("docker-registry not found on PATH; run scripts/install-deps.sh (apt-get install docker-registry)")
     root = tmp_path_factory.mktemp("registry")
     address = f"127.0.0.1:{_free_port()}"
     (root / "htpasswd").write_text(f"{REGISTRY_USER}:{_bcrypt(REGISTRY_PASSWORD)}\n")
