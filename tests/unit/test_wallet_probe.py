@@ -232,7 +232,7 @@ def test_probe_tls_untrusted_fails_each(state_home: Path, tls: SimpleNamespace,
         checks = checks_of(document, role)
         assert checks["certificate chain"]["status"] == "fail"
         assert "the system trust store" in checks["certificate chain"]["detail"]
-        # Nothing after a refused TLS connection is tried.
+        # Nothing after a rejected TLS connection is tried.
         assert not {"get_block_height", "websocket open", "discovery", "trust base"} & checks.keys()
     assert "checks failed for aggregator: https://127.0.0.1:" in err
 

@@ -201,7 +201,7 @@ def probe_wallet_relay(
         except ProbeError as exc:
             checks.append(Check("subscription", Status.FAIL, str(exc), _since(started)))
             return _finish(target, checks)
-        detail = f"REQ {subscription} answered with EOSE after {len(stored)} stored event(s)"
+        detail = f"REQ {subscription} ended with EOSE after {len(stored)} stored event(s)"
         checks.append(Check("subscription", Status.OK, detail, _since(started)))
         try:
             relay.unsubscribe(subscription)
@@ -277,7 +277,7 @@ def _open_checks(
 ) -> tuple[str, list[Check], bool]:
     """Return the report's target, the TCP and TLS checks, and whether the connection is usable.
 
-    Any failed TLS check makes it unusable: a wallet's TLS stack refuses an
+    Any failed TLS check makes it unusable: a wallet's TLS stack rejects an
     untrusted chain, a wrong name or an expired certificate alike.
     """
     endpoint = parse_endpoint(url, connect=connect)
