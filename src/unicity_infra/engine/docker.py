@@ -11,18 +11,26 @@ import io
 import logging
 import posixpath
 import tarfile
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Self
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from unicity_infra.errors import ContainerFailedError, DockerError, ImageNotFoundError, NotOursError
+from unicity_infra.errors import (
+    ContainerFailedError,
+    DockerError,
+    ImageNotFoundError,
+    NotOursError,
+)
 from unicity_infra.progress import SILENT, Progress
 from unicity_infra.stack.spec import (
     LABEL_MANAGED,
+    LABEL_PREFIX,
     LABEL_ROLE,
     LABEL_SERVICE,
     LABEL_STACK,
@@ -32,11 +40,24 @@ from unicity_infra.stack.spec import (
     VolumeSpec,
 )
 
-__all__ = ["ContainerInfo", "DockerEngine", "LOG_TAIL_LINES"]
+__all__ = [
+    "LABEL_DEPENDS_ON",
+    "LOG_TAIL_LINES",
+    "POLL_FALLBACK_S",
+    "ContainerEvents",
+    "ContainerInfo",
+    "DockerEngine",
+    "Readiness",
+]
 
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 20
+# Waits wake up on Docker's events and also inspect at least this often, in case the event stream fails.
+POLL_FALLBACK_S = 1.0
+# Label with a container's dependencies as "name=condition,...", so they can be read back
+# from Docker (benchmarks/cold_start.py computes the critical path from them).
+LABEL_DEPENDS_ON = f"{LABEL_PREFIX}.depends-on"
 _NANOSECONDS = 1_000_000_000
 
 
@@ -52,6 +73,72 @@ class ContainerInfo:
     health: str | None
     labels: dict[str, str]
     exit_code: int | None
+
+
+@dataclass
+class Readiness:
+    """A container being awaited: its condition and what DockerEngine.is_ready compares between inspections."""
+
+    name: str
+    condition: Condition
+    restarts_at_start: int
+    started: float
+    last_seen: str = field(default="created")
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+
+class ContainerEvents:
+    """Wakes a waiter as soon as Docker reports an event (start, health, exit) of one of NAMES.
+
+    A context manager: entering opens Docker's event stream and reads it in a
+    thread, and leaving closes it. An event only triggers another inspection,
+    so a lost stream delays a wait by at most POLL_FALLBACK_S.
+    """
+
+    def __init__(self, client: docker.DockerClient, names: Iterable[str]) -> None:
+        self._client = client
+        self._names = sorted(set(names))
+        self._changed = threading.Event()
+        self._stream: docker.types.CancellableStream | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        try:
+            self._stream = self._client.events(decode=True, filters={"type": "container", "container": self._names})
+        except (APIError, DockerException) as exc:
+            logger.warning("opening the Docker event stream failed; polling instead error=%s", exc)
+            return self
+        self._thread = threading.Thread(target=self._read, name="docker-events", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def notify(self) -> None:
+        """Wake the waiter as an event would, e.g. when a start call in another thread returns."""
+        self._changed.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until an event arrives or TIMEOUT_S pass; return whether one arrived."""
+        arrived = self._changed.wait(timeout_s)
+        self._changed.clear()
+        return arrived
+
+    def _read(self) -> None:
+        assert self._stream is not None
+        try:
+            for event in self._stream:
+                logger.debug("docker event %s %s", event.get("status"), event.get("Actor", {}).get("Attributes", {}).get("name"))
+                self._changed.set()
+        except Exception as exc:  # noqa: BLE001 - closing the stream ends the loop with an error of the transport
+            logger.debug("docker event stream ended error=%s", exc)
 
 
 def _managed(labels: dict[str, str] | None) -> bool:
@@ -70,25 +157,33 @@ class DockerEngine:
                 f"cannot reach the Docker Engine ({exc}); start the daemon or set DOCKER_HOST"
             ) from exc
         self.api = self.client.api
+        self._network_lock = threading.Lock()
 
     # Networks and volumes -------------------------------------------------
 
     def ensure_network(self, spec: NetworkSpec, *, progress: Progress = SILENT) -> None:
-        """Create the network unless one of that name exists; a second call is a no-op."""
-        try:
-            self.client.networks.get(spec.name)
-            return
-        except NotFound:
-            pass
-        progress.action(f"docker network create {spec.name}")
-        labels = {LABEL_MANAGED: "true", **spec.labels}
-        if spec.external:
-            # A shared edge network a service had to create: 'edge down' removes it once unused.
-            labels.setdefault(LABEL_ROLE, "edge-network")
-        try:
-            self.client.networks.create(spec.name, driver="bridge", labels=labels)
-        except APIError as exc:
-            raise DockerError(f"creating network {spec.name!r} failed: {exc.explanation}") from exc
+        """Create the network unless one of that name exists; a second call is a no-op.
+
+        Docker accepts two networks of one name, after which every use of the name
+        fails as ambiguous, so services started side by side create it one at a time.
+        """
+        with self._network_lock:
+            try:
+                self.client.networks.get(spec.name)
+                return
+            except NotFound:
+                pass
+            progress.action(f"docker network create {spec.name}")
+            labels = {LABEL_MANAGED: "true", **spec.labels}
+            if spec.external:
+                # A shared edge network a service had to create: 'edge down' removes it once unused.
+                labels.setdefault(LABEL_ROLE, "edge-network")
+            try:
+                self.client.networks.create(spec.name, driver="bridge", labels=labels, check_duplicate=True)
+            except APIError as exc:
+                if exc.status_code == 409:  # another process created it in the meantime
+                    return
+                raise DockerError(f"creating network {spec.name!r} failed: {exc.explanation}") from exc
 
     def ensure_volume(self, spec: VolumeSpec, *, progress: Progress = SILENT) -> None:
         """Create the volume unless it exists; refuse one of the same name that is not ours."""
@@ -236,7 +331,12 @@ class DockerEngine:
             "name": spec.name,
             "hostname": spec.hostname,
             "environment": spec.env,
-            "labels": {**spec.labels, "org.unicity.infra.stop-timeout": str(spec.stop_timeout_s)},
+            "labels": {
+                **spec.labels,
+                "org.unicity.infra.stop-timeout": str(spec.stop_timeout_s),
+                **({LABEL_DEPENDS_ON: ",".join(f"{name}={condition.value}" for name, condition in spec.depends_on.items())}
+                   if spec.depends_on else {}),
+            },
             "ports": [(port.container_port, port.protocol) for port in spec.ports] or None,
             "host_config": host_config,
             "networking_config": networking_config,
@@ -244,6 +344,10 @@ class DockerEngine:
             "stop_timeout": spec.stop_timeout_s,
             "detach": True,
         }
+
+    def watch(self, names: Iterable[str]) -> ContainerEvents:
+        """Return ContainerEvents for NAMES; open it (``with``) before starting them, so no event is missed."""
+        return ContainerEvents(self.client, names)
 
     def wait_for(
         self,
@@ -255,45 +359,61 @@ class DockerEngine:
     ) -> None:
         """Wait until container NAME meets CONDITION.
 
+        Docker's events wake the wait at once when the container changes state;
+        without them it polls every POLL_FALLBACK_S.
         Raises ContainerFailedError, carrying the last log lines, when the container
         exits (unless completion was awaited), restarts, turns unhealthy or times out.
         """
-        started = time.monotonic()
-        restarts_at_start = self._inspect(name)["RestartCount"]
-        while True:
-            elapsed = time.monotonic() - started
-            attrs = self._inspect(name)
-            state = attrs["State"]
-            health = (state.get("Health") or {}).get("Status")
+        with self.watch([name]) as events:
+            readiness = self.track(name, condition)
+            while not self.is_ready(readiness, timeout_s=timeout_s):
+                progress.wait(f"{name}: {readiness.last_seen}", readiness.elapsed_s, timeout_s)
+                events.wait(POLL_FALLBACK_S)
 
-            if condition is Condition.COMPLETED and state["Status"] == "exited":
-                if state["ExitCode"] == 0:
-                    return
-                self._fail(name, f"exited with status {state['ExitCode']}", state["ExitCode"])
-            if state["Status"] in ("exited", "dead"):
-                self._fail(name, f"exited with status {state['ExitCode']} before it became ready", state["ExitCode"])
-            if attrs["RestartCount"] > restarts_at_start or state["Status"] == "restarting":
-                # Docker resets State.ExitCode when it restarts the container, so the
-                # status is in the log tail. A setup error (exit 10-14) would restart
-                # forever; stopping keeps the logs for inspection and ends the loop.
-                self._stop_quietly(name)
-                self._fail(name, "exited before it became ready and Docker restarted it; it is now stopped so the "
-                           "restart loop ends", None)
-            if condition is Condition.STARTED and state["Status"] == "running":
-                return
-            if condition is Condition.HEALTHY and health == "healthy":
-                return
-            if condition is Condition.HEALTHY and health is None and state["Status"] == "running":
-                # An image without a healthcheck can only be awaited as started.
-                logger.warning("container has no healthcheck; treating running as ready name=%s", name)
-                return
-            if health == "unhealthy":
-                self._fail(name, "turned unhealthy before it became ready", None)
-            if elapsed > timeout_s:
-                self._fail(name, f"did not become {condition.name.lower()} within {timeout_s:.0f} s", None)
+    def track(self, name: str, condition: Condition) -> Readiness:
+        """Return the Readiness that tracks NAME until it meets CONDITION; restarts count from this call."""
+        return Readiness(name, condition, restarts_at_start=self._inspect(name)["RestartCount"],
+                         started=time.monotonic())
 
-            progress.wait(f"{name}: {health or state['Status']}", elapsed, timeout_s)
-            time.sleep(0.5)
+    def is_ready(self, readiness: Readiness, *, timeout_s: float) -> bool:
+        """Inspect the container once and tell whether it meets its condition now.
+
+        Raises ContainerFailedError, carrying the last log lines, when it exited
+        (unless completion was awaited), restarted, turned unhealthy, or took
+        longer than TIMEOUT_S since tracking began.
+        """
+        name, condition = readiness.name, readiness.condition
+        attrs = self._inspect(name)
+        state = attrs["State"]
+        health = (state.get("Health") or {}).get("Status")
+        readiness.last_seen = health or state["Status"]
+
+        if condition is Condition.COMPLETED and state["Status"] == "exited":
+            if state["ExitCode"] == 0:
+                return True
+            self._fail(name, f"exited with status {state['ExitCode']}", state["ExitCode"])
+        if state["Status"] in ("exited", "dead"):
+            self._fail(name, f"exited with status {state['ExitCode']} before it became ready", state["ExitCode"])
+        if attrs["RestartCount"] > readiness.restarts_at_start or state["Status"] == "restarting":
+            # Docker resets State.ExitCode when it restarts the container, so the
+            # status is in the log tail. A setup error (exit 10-14) would restart
+            # forever; stopping keeps the logs for inspection and ends the loop.
+            self._stop_quietly(name)
+            self._fail(name, "exited before it became ready and Docker restarted it; it is now stopped so the "
+                       "restart loop ends", None)
+        if condition is Condition.STARTED and state["Status"] == "running":
+            return True
+        if condition is Condition.HEALTHY and health == "healthy":
+            return True
+        if condition is Condition.HEALTHY and health is None and state["Status"] == "running":
+            # An image without a healthcheck can only be awaited as started.
+            logger.warning("container has no healthcheck; treating running as ready name=%s", name)
+            return True
+        if health == "unhealthy":
+            self._fail(name, "turned unhealthy before it became ready", None)
+        if readiness.elapsed_s > timeout_s:
+            self._fail(name, f"did not become {condition.name.lower()} within {timeout_s:.0f} s", None)
+        return False
 
     def _inspect(self, name: str) -> dict:
         try:
@@ -331,12 +451,11 @@ class DockerEngine:
             stream, _ = self.api.get_archive(name, path)
         except NotFound:
             raise DockerError(f"file {path} not found in container {name!r}") from None
-        archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
-        member = archive.getmembers()[0]
-        extracted = archive.extractfile(member)
-        if extracted is None:
-            raise DockerError(f"{path} in container {name!r} is not a regular file")
-        return extracted.read()
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            extracted = archive.extractfile(archive.getmembers()[0])
+            if extracted is None:
+                raise DockerError(f"{path} in container {name!r} is not a regular file")
+            return extracted.read()
 
     def file_modified_at(self, name: str, path: str) -> datetime:
         """Return when the file PATH inside container NAME was last modified, in UTC (whole seconds)."""
@@ -344,8 +463,8 @@ class DockerEngine:
             stream, _ = self.api.get_archive(name, path)
         except NotFound:
             raise DockerError(f"file {path} not found in container {name!r}") from None
-        archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
-        return datetime.fromtimestamp(archive.getmembers()[0].mtime, tz=timezone.utc)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            return datetime.fromtimestamp(archive.getmembers()[0].mtime, tz=UTC)
 
     def exec_output(self, name: str, command: list[str]) -> tuple[int, str]:
         """Run COMMAND in container NAME and return its exit code and combined output."""
