@@ -283,6 +283,9 @@ def _aggregator_settings(service: str, options: dict[str, object], *, network_id
     from unicity_infra.settings import build_aggregator_settings
 
     if service != "aggregator":
+        if click.get_current_context().get_parameter_source("image_overrides") is not ParameterSource.COMMANDLINE:
+            # UNICITY_INFRA_IMAGE_OVERRIDES (or the settings file) serves the whole stack; only a typed flag is a mistake.
+            image_overrides = ()
         for flag, given in (("--network-id", network_id), ("--image-override", image_overrides), ("--fresh", fresh)):
             if given:
                 raise SettingsError(flag, True, f"it applies only to 'run aggregator', not to 'run {service}'")

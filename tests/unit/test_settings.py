@@ -239,3 +239,37 @@ def test_upstream_images_aggregator_pins() -> None:
     assert UPSTREAM_IMAGES["mongo"] == "mongo:7.0"
     assert UPSTREAM_IMAGES["aggregator-go"] == "ghcr.io/unicitynetwork/aggregator-go:0.2.0"
     assert UPSTREAM_IMAGES["curl"] == "curlimages/curl:8.13.0"
+
+
+def test_run_relay_ignores_the_stack_wide_override_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # scripts/standin-images.sh exports the variable for the aggregator; 'run relay' must still start.
+    from unicity_infra.commands import run as run_module
+    from unicity_infra.errors import InfraError
+
+    reached: list[object] = []
+
+    def record_run(engine, settings, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        reached.append(settings)
+        raise InfraError("stopped by the test before Docker")
+
+    monkeypatch.setattr(cli_module.Context, "engine", lambda self: None)
+    monkeypatch.setattr(run_module, "run_service", record_run)
+    monkeypatch.setenv("UNICITY_INFRA_IMAGE_OVERRIDES", "mongo=example.test/mongo:7")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["run", "relay", "--no-haproxy", "--publish", "7777"])
+
+    assert exit_info.value.code == 1, capsys.readouterr().err
+    assert len(reached) == 1
+
+
+def test_run_relay_still_refuses_a_typed_image_override(
+    no_engine: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["run", "relay", "--image-override", "mongo=example.test/mongo:7"])
+
+    assert exit_info.value.code == 2
+    assert "--image-override" in capsys.readouterr().err
