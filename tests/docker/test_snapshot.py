@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,12 @@ def test_snapshot_restore_brings_back_wiped_events(stack: RelayStack) -> None:
 
     saved = stack.cli("snapshot", "save", "before", "--json")
     assert saved.returncode == 0, saved.stderr
-    assert len(json.loads(saved.stdout)["volumes"]) == 2
+    document = json.loads(saved.stdout)
+    assert len(document["volumes"]) == 2
+    # The archives carry private keys: owner-only, like 'faucet identity export'.
+    folder = Path(document["path"])
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(item.stat().st_mode) for item in folder.iterdir()} == {0o600}
 
     assert stack.cli("down", "--wipe").returncode == 0
     assert stack.run_relay().returncode == 0

@@ -103,14 +103,16 @@ def save_snapshot(engine: DockerEngine, *, stack: str, name: str, force: bool = 
 
     staging = target.with_name(f".{name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
+    # Volumes hold private keys (root key, faucet wallet, certificates): only the owner may read a snapshot.
     staging.mkdir(parents=True)
+    staging.chmod(0o700)
     image = _helper_image(engine)
     manifest: dict[str, dict[str, object]] = {}
     for volume in volumes:
         progress.action(f"archive volume {volume}")
         archive = staging / f"{volume}.tar"
         digest = hashlib.sha256()
-        with archive.open("wb") as handle:
+        with os.fdopen(os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
             for chunk in engine.export_volume(volume, image=image, mount_point=MOUNT_POINT):
                 digest.update(chunk)
                 handle.write(chunk)
@@ -118,8 +120,10 @@ def save_snapshot(engine: DockerEngine, *, stack: str, name: str, force: bool = 
                             "bytes": archive.stat().st_size}
 
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (staging / "manifest.json").write_text(json.dumps({"stack": stack, "name": name, "created": created,
-                                                       "volumes": manifest}, indent=2))
+    manifest_file = staging / "manifest.json"
+    manifest_file.touch(mode=0o600)
+    manifest_file.write_text(json.dumps({"stack": stack, "name": name, "created": created, "volumes": manifest},
+                                        indent=2))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
     logger.info("saved snapshot name=%s stack=%s volumes=%d", name, stack, len(manifest))
