@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_EDGE_ALIAS",
     "LABEL_EDGE_API",
     "LABEL_EDGE_HTTP",
+    "LABEL_EDGE_KEY_FILE",
     "LABEL_EDGE_KEY_REQUIRED",
     "ROLE_EDGE_NETWORK",
     "ROLE_EDGE_STATE",
@@ -45,6 +46,8 @@ LABEL_EDGE_ALIAS = f"{LABEL_PREFIX}.edge.alias"
 LABEL_EDGE_API = f"{LABEL_PREFIX}.edge.api"
 LABEL_EDGE_HTTP = f"{LABEL_PREFIX}.edge.http"
 LABEL_EDGE_KEY_REQUIRED = f"{LABEL_PREFIX}.edge.key-required"
+# The host path of the key file (never the key), so 'edge status' names the file the edge reads.
+LABEL_EDGE_KEY_FILE = f"{LABEL_PREFIX}.edge.key-file"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ def edge_plan(settings: EdgeSettings, *, stack: str) -> StackPlan:
             LABEL_EDGE_API: f"http://{settings.publish_host}:{settings.api_port}",
             LABEL_EDGE_HTTP: f"http://{settings.publish_host}:{settings.http_port}",
             LABEL_EDGE_KEY_REQUIRED: "true" if settings.api_key_file else "false",
+            **({LABEL_EDGE_KEY_FILE: str(settings.api_key_file)} if settings.api_key_file else {}),
             LABEL_EDGE_ALIAS: settings.alias,
         },
         hostname=name,
