@@ -357,7 +357,8 @@ def status(context: Context, json_output: bool) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         days = row["certificate_days_left"]
-        table.add_row(row["service"], row["container"], row["state"], row["health"] or "-",
+        state = row["state"] if row["exit_code"] is None else f"{row['state']} ({row['exit_code']})"
+        table.add_row(row["service"], row["container"], state, row["health"] or "-",
                       row["endpoint"] or "-", "-" if days is None else str(days))
     context.out.print(table)
     if genesis:

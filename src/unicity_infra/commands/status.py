@@ -40,12 +40,16 @@ def collect_status(engine: DockerEngine, *, stack: str) -> list[dict[str, object
     """Return one row per container of STACK, with stable keys for ``--json``."""
     rows = []
     for info in engine.list_containers(stack=stack):
-        health = read_supervisor_health(engine, info.name) if info.state == "running" else None
+        running = info.state == "running"
+        health = read_supervisor_health(engine, info.name) if running else None
         rows.append({
             "service": info.service,
             "container": info.name,
             "state": info.state,
-            "health": info.health,
+            # Docker keeps the last health result of a stopped container; for a one-shot
+            # step that exited 0 it reads "unhealthy", which would mislead.
+            "health": info.health if running else None,
+            "exit_code": None if running else info.exit_code,
             "endpoint": info.labels.get(LABEL_ENDPOINT),
             "certificate_days_left": (health or {}).get("days_remaining"),
             "restarts": ((health or {}).get("service") or {}).get("restarts"),
