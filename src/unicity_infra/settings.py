@@ -159,6 +159,8 @@ class FaucetSettings:
     network: str = DEFAULT_FAUCET_NETWORK
     nametag: str | None = None
     secret_files: tuple[tuple[str, Path], ...] = ()
+    # SHA-256 of the stack's genesis trust base the faucet verifies against; a new chain changes the spec.
+    trust_base_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from unicity_infra.commands.faucet import resolve_faucet_defaults
 from unicity_infra.engine.docker import ContainerInfo
 from unicity_infra.settings import build_run_settings
@@ -105,3 +107,27 @@ def test_resolve_faucet_defaults_foreign_aggregator() -> None:
     assert settings.faucet is not None
     assert settings.faucet.trust_base_url is None
     assert any("does not verify the aggregator" in note for note in notes)
+
+
+class _Genesis:
+    sha256 = "cd" * 32
+
+
+def test_pin_trust_base_only_for_stack_aggregator(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from unicity_infra.commands import aggregator as aggregator_module
+    from unicity_infra.commands import faucet as faucet_module
+    from unicity_infra.settings import FaucetSettings, build_run_settings
+
+    monkeypatch.setattr(faucet_module, "_stack_aggregator_url", lambda engine, stack: "http://s-aggregator-proxy:80")
+    monkeypatch.setattr(aggregator_module, "read_genesis_trust_base", lambda engine, stack: _Genesis())
+    base = build_run_settings("faucet", no_haproxy=True, publish="127.0.0.1:8090")
+
+    def pinned(trust_base_url: str | None) -> str | None:
+        settings = replace(base, faucet=FaucetSettings(trust_base_url=trust_base_url))
+        return faucet_module.pin_stack_trust_base(None, settings, stack="s").faucet.trust_base_sha256  # type: ignore[arg-type]
+
+    assert pinned("http://s-aggregator-proxy:80/.well-known/trust-base.json") == "cd" * 32
+    assert pinned("https://elsewhere.example/trust-base.json") is None
+    assert pinned(None) is None

@@ -241,3 +241,22 @@ def test_build_faucet_settings_rejects_duplicate_secret(tmp_path: Path) -> None:
 )
 def test_aggregator_url_in_network(endpoint: str, url: str) -> None:
     assert aggregator_url_in_network("unicity-ci-aggregator-proxy", endpoint) == url
+
+
+def test_new_genesis_changes_faucet_spec() -> None:
+    from dataclasses import replace
+
+    from unicity_infra.settings import FaucetSettings
+    from unicity_infra.stack.faucet import LABEL_FAUCET_TRUST_BASE
+    from unicity_infra.stack.plan import spec_hash
+
+    def container(sha256: str | None):  # noqa: ANN202
+        settings = replace(_direct(), faucet=FaucetSettings(trust_base_url="http://proxy/.well-known/trust-base.json",
+                                                            trust_base_sha256=sha256))
+        return faucet_plan(settings, stack="s").containers[0]
+
+    old_chain, new_chain, unpinned = container("aa" * 32), container("bb" * 32), container(None)
+
+    assert old_chain.labels[LABEL_FAUCET_TRUST_BASE] == "aa" * 32
+    assert LABEL_FAUCET_TRUST_BASE not in unpinned.labels
+    assert spec_hash(old_chain) != spec_hash(new_chain)

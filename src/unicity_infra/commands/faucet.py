@@ -35,7 +35,14 @@ from unicity_infra.stack.faucet import (
 from unicity_infra.stack.plan import common_labels
 from unicity_infra.stack.spec import LABEL_ENDPOINT, LABEL_ROLE, VolumeSpec
 
-__all__ = ["IdentityTransfer", "edge_routed_names", "export_identity", "import_identity", "resolve_faucet_defaults"]
+__all__ = [
+    "IdentityTransfer",
+    "edge_routed_names",
+    "export_identity",
+    "import_identity",
+    "pin_stack_trust_base",
+    "resolve_faucet_defaults",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,28 @@ def resolve_faucet_defaults(engine: DockerEngine, settings: RunSettings, *, stac
         notes.append("no --trust-base-url: the faucet uses its built-in trust base and does not verify the aggregator")
 
     return replace(settings, faucet=faucet), notes
+
+
+def pin_stack_trust_base(engine: DockerEngine, settings: RunSettings, *, stack: str) -> RunSettings:
+    """Record in SETTINGS the SHA-256 of the stack's genesis trust base when the faucet verifies against it.
+
+    js-faucet downloads its trust base once at start, so the hash becomes part
+    of the container spec and a new genesis recreates the faucet.
+    """
+    from unicity_infra.commands.aggregator import read_genesis_trust_base
+
+    faucet = settings.faucet or FaucetSettings()
+    stack_aggregator = _stack_aggregator_url(engine, stack)
+    if not faucet.trust_base_url or stack_aggregator is None:
+        return settings
+    if faucet.trust_base_url != trust_base_url_of(stack_aggregator):
+        return settings
+    try:
+        genesis = read_genesis_trust_base(engine, stack=stack)
+    except InfraError as exc:
+        logger.debug("no genesis trust base to pin stack=%s: %s", stack, exc)
+        return settings
+    return replace(settings, faucet=replace(faucet, trust_base_sha256=genesis.sha256))
 
 
 def edge_routed_names(engine: DockerEngine, settings: RunSettings, *, stack: str) -> tuple[str, ...]:

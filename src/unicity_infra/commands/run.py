@@ -159,9 +159,10 @@ def run_service(
     progress.note(result.notes[-1])
 
     if settings.service == "faucet":
-        from unicity_infra.commands.faucet import resolve_faucet_defaults
+        from unicity_infra.commands.faucet import pin_stack_trust_base, resolve_faucet_defaults
 
         settings, faucet_notes = resolve_faucet_defaults(engine, settings, stack=stack)
+        settings = pin_stack_trust_base(engine, settings, stack=stack)
         for note in faucet_notes:
             result.notes.append(note)
             progress.note(note)

@@ -21,6 +21,7 @@ from unicity_infra.stack.plan import (
 )
 from unicity_infra.stack.spec import (
     LABEL_ENDPOINT,
+    LABEL_PREFIX,
     LABEL_ROLE,
     ContainerSpec,
     NetworkSpec,
@@ -51,6 +52,8 @@ FAUCET_HOME = "/data"
 CERTIFICATE_DIR = "/etc/letsencrypt"
 DISCOVERY_PATH = "/.well-known/faucet.json"
 TRUST_BASE_PATH = "/.well-known/trust-base.json"
+# SHA-256 of the stack genesis trust base the faucet was started with.
+LABEL_FAUCET_TRUST_BASE = f"{LABEL_PREFIX}.faucet.trust-base-sha256"
 # The local edge's CA bundle, mounted read-only for Node.js.
 EDGE_CA_SECRET = "edge_ca_bundle"
 
@@ -167,6 +170,12 @@ def faucet_secret_files(settings: RunSettings) -> tuple[SecretFile, ...]:
     return (*secret_files(settings), *(SecretFile(name, path) for name, path in faucet.secret_files))
 
 
+def _trust_base_label(settings: RunSettings) -> dict[str, str]:
+    # js-faucet reads the trust base once at start, so a new genesis must recreate the container.
+    sha256 = (settings.faucet or FaucetSettings()).trust_base_sha256
+    return {LABEL_FAUCET_TRUST_BASE: sha256} if sha256 else {}
+
+
 def faucet_plan(settings: RunSettings, *, stack: str) -> StackPlan:
     """Turn validated run settings into the faucet's container, network and volume specs."""
     labels = common_labels(stack=stack, service="faucet")
@@ -195,7 +204,7 @@ def faucet_plan(settings: RunSettings, *, stack: str) -> StackPlan:
             VolumeMount(cert_volume, CERTIFICATE_DIR),
         ),
         networks=tuple(network.name for network in networks),
-        labels={**labels, LABEL_ENDPOINT: faucet_endpoint(settings)},
+        labels={**labels, LABEL_ENDPOINT: faucet_endpoint(settings), **_trust_base_label(settings)},
         hostname=settings.container_name,
     )
     volumes = [
