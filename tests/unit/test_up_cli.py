@@ -157,3 +157,35 @@ def test_production_error_from_file_names_key(captured: dict[str, object], tmp_p
     assert exit_info.value.code == 2
     assert "for the aggregator and faucet" in error
     assert "set by key 'mode' in table [up] of unicity-infra.toml, line 2" in error
+
+
+def test_production_key_file_reaches_services(captured: dict[str, object], tmp_path: Path) -> None:
+    key = tmp_path / "edge-key"
+    key.write_text("k" * 40)
+    settings = up_settings(captured, "--mode", "production", "--domain-suffix", "example.org",
+                           "--haproxy-api-key-file", str(key))
+
+    for service in ("relay", "aggregator", "faucet"):
+        run_settings = build_run_settings(service, **_run_options(settings, service, stack="s"))  # type: ignore[arg-type]
+        assert run_settings.haproxy_api_key_file == key
+
+
+def test_local_edge_takes_edge_key_file(tmp_path: Path) -> None:
+    key = tmp_path / "api-key"
+    key.write_text("k" * 40)
+    edge = up_module.EdgeLink(network="haproxy-net", alias="haproxy", key_file=str(key))
+
+    options = _run_options(UpSettings(mode="local-edge"), "relay", stack="s", edge=edge)
+
+    assert options["haproxy_api_key_file"] == str(key)
+
+
+def test_missing_key_file_exits_2(captured: dict[str, object], capsys: pytest.CaptureFixture[str],
+                                  tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["up", "--mode", "production", "--domain-suffix", "example.org",
+                         "--haproxy-api-key-file", str(tmp_path / "absent")])
+
+    assert exit_info.value.code == 2
+    assert "--haproxy-api-key-file" in capsys.readouterr().err
+    assert "engine_created" not in captured

@@ -67,6 +67,8 @@ class UpSettings:
     domains: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     ssl_email: str | None = None
+    # Bearer key file of the edge's registration API; local-edge mode takes the edge's own.
+    haproxy_api_key_file: str | None = None
     timeout_s: float = 180.0
     image_overrides: tuple[str, ...] = ()
 
@@ -123,6 +125,8 @@ class EdgeLink:
     # The edge's published HTTPS address on the host, and the CA bundle that verifies its certificates.
     https: tuple[str, int] | None = None
     ca_bundle: str | None = None
+    # The API key file the edge requires, or None when it requires none.
+    key_file: str | None = None
 
 
 def _run_options(settings: UpSettings, service: str, *, stack: str, edge: EdgeLink | None = None) -> dict[str, object]:
@@ -136,8 +140,12 @@ def _run_options(settings: UpSettings, service: str, *, stack: str, edge: EdgeLi
         options["domain"] = _domain(settings, service)
         if settings.ssl_email:
             options["ssl_email"] = settings.ssl_email
+    if settings.mode != "direct" and settings.haproxy_api_key_file:
+        options["haproxy_api_key_file"] = settings.haproxy_api_key_file
     if edge is not None:
         options.update(haproxy_net=edge.network, haproxy_host=edge.alias)
+        if edge.key_file and "haproxy_api_key_file" not in options:
+            options["haproxy_api_key_file"] = edge.key_file
     return options
 
 
@@ -279,6 +287,7 @@ def _ensure_local_edge(engine: DockerEngine, *, stack: str, progress: Progress) 
         alias=alias,
         https=(https.hostname or "127.0.0.1", https.port or 443) if https else None,
         ca_bundle=status.ca_bundle,
+        key_file=status.key_file,
     )
 
 

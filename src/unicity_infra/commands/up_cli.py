@@ -32,6 +32,9 @@ def register(cli: click.Group) -> None:
     @click.option("--faucet-domain", help="Host name of the faucet in local-edge and production modes "
                                           "(overrides the suffix).")
     @click.option("--ssl-email", help="Contact e-mail for the ACME account.")
+    @click.option("--haproxy-api-key-file", metavar="FILE",
+                  help="File holding the bearer key of the edge's registration API (production mode); "
+                       "local-edge mode uses the key its edge requires.")
     @click.option("--relay-port", default="7777", show_default=True, help="Host port of the relay in direct mode.")
     @click.option("--aggregator-port", default="3000", show_default=True,
                   help="Host port of the aggregator in direct mode.")
@@ -52,7 +55,7 @@ def register(cli: click.Group) -> None:
     @pass_context
     def up(context: Context, services: tuple[str, ...], mode: str, domain_suffix: str, relay_domain: str | None,
            aggregator_domain: str | None, faucet_domain: str | None,
-           ssl_email: str | None, relay_port: str, aggregator_port: str, faucet_port: str,
+           ssl_email: str | None, haproxy_api_key_file: str | None, relay_port: str, aggregator_port: str, faucet_port: str,
            image_overrides: tuple[str, ...],
            timeout_s: float, fresh: bool, yes: bool, json_output: bool) -> None:
         """Bring up SERVICES (default: all) in dependency order and wait until every one is healthy.
@@ -68,7 +71,7 @@ def register(cli: click.Group) -> None:
               --aggregator-domain gateway.example.org --faucet-domain faucet.example.org
         """
         from unicity_infra.commands.up import UpSettings, bring_up, order_services
-        from unicity_infra.settings import parse_email, parse_port
+        from unicity_infra.settings import parse_email, parse_port, parse_readable_file
         from unicity_infra.terminal import TerminalProgress
 
         suffix = parse_domain(f"x.{domain_suffix}", option="--domain-suffix")[2:]
@@ -85,6 +88,8 @@ def register(cli: click.Group) -> None:
                    "aggregator": parse_port(aggregator_port, option="--aggregator-port"),
                    "faucet": parse_port(faucet_port, option="--faucet-port")},
             ssl_email=parse_email(ssl_email) if ssl_email else None,
+            haproxy_api_key_file=str(parse_readable_file(haproxy_api_key_file, option="--haproxy-api-key-file"))
+            if haproxy_api_key_file else None,
             timeout_s=timeout_s,
             image_overrides=tuple(item for value in image_overrides for item in value.split()),
         )
