@@ -43,7 +43,7 @@ healthy only after the image's 5 s interval. Run on demand:
     python benchmarks/cold_start.py --services relay --runs 3 --details
 
 Each run uses a new stack with empty volumes and free ports, and removes it
-afterwards. Other work on the host makes the figures noisy: compare several runs.
+afterwards, and the runs keep their state files in a temporary directory. Other work on the host makes the figures noisy: compare several runs.
 The dependencies are read from the label 'up' puts on each container
 (org.unicity.infra.depends-on); the order between services is SERVICE_NEEDS below.
 """
@@ -56,6 +56,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -259,7 +260,9 @@ def main() -> int:
     if not 1 <= options.runs <= 10:
         parser.error(f"--runs must be from 1 to 10, got {options.runs}")
 
-    env = _standin_environment()
+    # The runs' endpoint records and trust-base copies go to a directory removed afterwards.
+    state = tempfile.TemporaryDirectory(prefix="cold-start-state-")
+    env = {**_standin_environment(), "XDG_STATE_HOME": state.name}
     client = docker.from_env(version="auto")
     print(f"{'run':>3} {'total s':>8} {'critical s':>11} {'beyond s':>9} {'beyond %':>9} {'docker start s':>15} "
           f"{'rest s':>7} {'slowest s':>10} {'sum s':>7}")
