@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -124,8 +125,12 @@ def run_service(
     stack: str,
     timeout_s: float,
     progress: Progress = SILENT,
+    on_started: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Start SETTINGS.service, wait until healthy and probe it where it is reachable."""
+    """Start SETTINGS.service, wait until healthy and probe it where it is reachable.
+
+    ON_STARTED is called once the containers are ready, before the probes run.
+    """
     result = RunResult(container=settings.container_name, image=settings.image, endpoint=_endpoint_for(settings, stack))
 
     progress.stage(f"Checking image {settings.image}")
@@ -177,6 +182,8 @@ def run_service(
         plan.containers[-1] = _behind_local_edge(engine, settings, plan.containers[-1], edge, stack=stack,
                                                  result=result, progress=progress)
     applied = apply_plan(engine, plan, timeout_s=timeout_s, progress=progress)
+    if on_started is not None:
+        on_started()
     result.changed = applied.changed
     if not applied.changed:
         result.notes.append(f"no changes: {', '.join(applied.unchanged)} already run(s) these settings")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -53,6 +55,8 @@ logger = logging.getLogger(__name__)
 MODES = ("direct", "local-edge", "production")
 # Start order: the faucet needs the relay and the aggregator.
 SERVICE_ORDER = ("relay", "aggregator", "faucet")
+# Services each service waits for before it starts. The others start at once.
+SERVICE_NEEDS = {"faucet": ("relay", "aggregator")}
 DIRECT_PORTS = {"relay": 7777, "aggregator": 3000, "faucet": 7780}
 DEFAULT_DOMAIN_SUFFIX = "unicity.localhost"
 
@@ -150,7 +154,7 @@ def _run_options(settings: UpSettings, service: str, *, stack: str, edge: EdgeLi
 
 
 def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress: Progress = SILENT) -> UpResult:
-    """Start each requested service in order and wait for it; record the endpoints.
+    """Start the requested services in dependency order and wait for them; record the endpoints.
 
     A service that fails stops the sequence: ContainerFailedError names it and
     carries its log tail, and the services already started are left running for
@@ -162,19 +166,7 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
     planned = {service: _service_settings(settings, service, stack=stack, edge=edge) for service in services}
     _check_images(engine, planned)
 
-    runs: dict[str, RunResult] = {}
-    for service in services:
-        progress.stage(f"Service {service}")
-        run_settings = planned[service]
-        try:
-            runs[service] = run_service(engine, run_settings, stack=stack, timeout_s=settings.timeout_s,
-                                        progress=progress)
-        except ContainerFailedError as exc:
-            raise ContainerFailedError(exc.container, f"(service {service}) {exc.reason}",
-                                       exit_status=exc.exit_status, log_tail=exc.log_tail) from exc
-        if not runs[service].ok:
-            raise InfraError(f"service {service} started but its checks failed; run 'unicity-infra status' and "
-                             f"'unicity-infra logs {service}' to see why")
+    runs = _run_services(engine, planned, stack=stack, timeout_s=settings.timeout_s, progress=progress)
 
     aggregator = runs.get("aggregator")
     trust_base = (aggregator.trust_base if aggregator else None) or {}
@@ -198,6 +190,97 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
                if info.state == "running" and info.service in runs]
     _write_state(stack, endpoints, containers=running)
     return UpResult(endpoints=endpoints, runs=runs)
+
+
+def _run_services(engine: DockerEngine, planned: dict[str, RunSettings], *, stack: str, timeout_s: float,
+                  progress: Progress) -> dict[str, RunResult]:
+    """Run the planned services, each as soon as the services it needs have their containers ready.
+
+    The relay and the aggregator stack start side by side; the faucet starts
+    once both are ready, while their probes may still run. The first failure
+    in start order is raised once every started service has finished.
+    """
+    lock = threading.Lock()
+    runners: dict[str, _ServiceRunner] = {}
+    for service, run_settings in planned.items():
+        needed = [runners[name] for name in SERVICE_NEEDS.get(service, ()) if name in runners]
+        for runner in needed:
+            runner.started.wait()
+        if any(runner.error for runner in needed):
+            break
+        runners[service] = _ServiceRunner(
+            lambda started, service=service, run_settings=run_settings: _run_one(
+                engine, service, run_settings, stack=stack, timeout_s=timeout_s,
+                progress=_ServiceProgress(progress, service, lock), on_started=started),
+            name=f"up-{service}",
+        )
+        runners[service].start()
+    for runner in runners.values():
+        runner.join()
+    for runner in runners.values():
+        if runner.error is not None:
+            raise runner.error
+    return {service: runner.result for service, runner in runners.items() if runner.result is not None}
+
+
+class _ServiceRunner(threading.Thread):
+    """A background run of one service. STARTED is set once its containers are ready or the run failed.
+
+    It is a daemon thread, so an interrupted 'up' exits at once instead of waiting for it.
+    """
+
+    def __init__(self, target: Callable[[Callable[[], None]], RunResult], *, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_run = target
+        self.started = threading.Event()
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._target_run(self.started.set)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that joins
+            self.error = exc
+        finally:
+            self.started.set()
+
+
+def _run_one(engine: DockerEngine, service: str, run_settings: RunSettings, *, stack: str, timeout_s: float,
+             progress: Progress, on_started: Callable[[], None]) -> RunResult:
+    progress.stage(f"Service {service}")
+    try:
+        result = run_service(engine, run_settings, stack=stack, timeout_s=timeout_s, progress=progress,
+                             on_started=on_started)
+    except ContainerFailedError as exc:
+        raise ContainerFailedError(exc.container, f"(service {service}) {exc.reason}",
+                                   exit_status=exc.exit_status, log_tail=exc.log_tail) from exc
+    if not result.ok:
+        raise InfraError(f"service {service} started but its checks failed; run 'unicity-infra status' and "
+                         f"'unicity-infra logs {service}' to see why")
+    return result
+
+
+class _ServiceProgress:
+    """Progress of one service among several that start side by side, passed on one call at a time."""
+
+    def __init__(self, progress: Progress, service: str, lock: threading.Lock) -> None:
+        self._progress, self._service, self._lock = progress, service, lock
+
+    def stage(self, title: str) -> None:
+        with self._lock:
+            self._progress.stage(title if title.startswith("Service ") else f"{self._service}: {title}")
+
+    def action(self, text: str) -> None:
+        with self._lock:
+            self._progress.action(text)
+
+    def wait(self, text: str, elapsed_s: float, timeout_s: float | None = None) -> None:
+        with self._lock:
+            self._progress.wait(text, elapsed_s, timeout_s)
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._progress.note(text)
 
 
 def _service_settings(settings: UpSettings, service: str, *, stack: str, edge: EdgeLink | None) -> RunSettings:
@@ -252,7 +335,7 @@ def _faucet_identity(endpoint: str, *, edge: EdgeLink | None, timeout_s: float, 
         if document.get("status") == "running" and document.get("chain_pubkey"):
             return {key: str(document[key]) for key in ("chain_pubkey", "direct_address") if document.get(key)}
         progress.wait("the faucet to announce its chain pubkey", time.monotonic() - started, timeout_s)
-        time.sleep(1.0)
+        time.sleep(0.25)
     raise InfraError(f"the faucet at {endpoint} did not announce its chain pubkey within {timeout_s:.0f} s "
                      f"(discovery status: {document.get('status', 'unreadable')}); run 'unicity-infra logs faucet'")
 
