@@ -147,7 +147,7 @@ def test_kubernetes_wrapper_probes_run_the_image_healthcheck() -> None:
     container = main_container(workload(objects_of(exported("direct", "relay")), "unicity-k1-relay"))
 
     assert container["livenessProbe"]["exec"]["command"] == ["python3", "-m", "unicity_infra.container.healthcheck"]
-    assert container["livenessProbe"]["periodSeconds"] == 5
+    assert container["livenessProbe"]["periodSeconds"] == 2
 
 
 @pytest.mark.parametrize("image", ["relay", "faucet", "aggregator-proxy"])

@@ -50,7 +50,7 @@ __all__ = [
 # engine/recipes/images (tests/unit/test_export_kubernetes.py compares them).
 WRAPPER_HEALTHCHECK = HealthCheck(
     test=("python3", "-m", "unicity_infra.container.healthcheck"),
-    interval_s=5.0,
+    interval_s=2.0,
     timeout_s=4.0,
     retries=3,
     start_period_s=10.0,

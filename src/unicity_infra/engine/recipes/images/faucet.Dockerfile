@@ -44,7 +44,7 @@ EXPOSE 80 443
 STOPSIGNAL SIGTERM
 # Healthy only while the faucet process of this boot has announced its chain
 # pubkey, as the discovery document reports it, not merely while nginx serves.
-HEALTHCHECK --interval=5s --timeout=4s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=2s --timeout=4s --start-period=10s --retries=3 \
     CMD ["python3", "-m", "unicity_infra.container.healthcheck"]
 WORKDIR /app
 ENTRYPOINT ["/usr/bin/tini", "--", "python3", "-m", "unicity_infra.container.entrypoint"]

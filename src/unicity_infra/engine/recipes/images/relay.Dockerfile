@@ -34,7 +34,7 @@ VOLUME ["/etc/letsencrypt", "/var/lib/relay"]
 EXPOSE 80 443
 
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=5s --timeout=4s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=2s --timeout=4s --start-period=10s --retries=3 \
     CMD ["python3", "-m", "unicity_infra.container.healthcheck"]
 ENTRYPOINT ["/usr/bin/tini", "--", "python3", "-m", "unicity_infra.container.entrypoint"]
 CMD ["relay"]
