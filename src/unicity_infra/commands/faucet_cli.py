@@ -131,7 +131,9 @@ def _print_transfer(context: Context, transfer, *, verb: str, json_output: bool)
 @click.option("--insecure", is_flag=True, help="Skip chain verification; SAN and expiry are still reported.")
 @click.option("--relay", "relay_url", metavar="URL",
               help="Also publish a DM-kind event to the faucet's pubkey through this ws:// or wss:// relay.")
-@click.option("--relay-connect", metavar="HOST:PORT", help="Connect to the relay here instead of resolving its host.")
+@click.option("--relay-connect", metavar="HOST:PORT",
+              help="Connect to the relay here instead of resolving its host.  [default: --connect when the relay "
+                   "and the faucet both use TLS or both do not, as behind one edge]")
 @click.option("--relay-ca-file", help="Trust this CA file for the relay.  [default: --ca-file]")
 @click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True, help="Seconds allowed per check.")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
@@ -151,6 +153,8 @@ def probe_faucet_command(context: Context, url: str, connect: str | None, ca_fil
 
     if relay_url:
         parse_relay_url(relay_url, option="--relay")
+        if relay_connect is None and connect and relay_url.startswith("wss://") == url.startswith("https://"):
+            relay_connect = connect
     report = probe_faucet(
         url,
         connect=parse_connect(connect) if connect else None,
