@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from unicity_infra.engine.docker import DockerEngine
+from unicity_infra.paths import state_dir
 from unicity_infra.progress import SILENT, Progress
 
 __all__ = ["GENESIS_ROLE", "wipe_roles", "plan_wipe", "take_down"]
@@ -54,7 +57,8 @@ def take_down(
     """Remove STACK's containers (only SERVICES when given) and return what was removed.
 
     Data and genesis volumes go only with WIPE and certificate volumes only
-    with WIPE_CERTIFICATES. Shared networks such as haproxy-net are never
+    with WIPE_CERTIFICATES, each with the host files that copy them (the
+    trust base, the certificates probes verify against). Shared networks such as haproxy-net are never
     removed. The local edge is left running; 'edge down' removes it. A second
     call finds nothing and removes nothing.
     """
@@ -78,4 +82,29 @@ def take_down(
         for network in engine.list_networks(stack=stack):
             if engine.remove_network(network, progress=progress):
                 removed["networks"].append(network)
+    removed["files"] = _remove_host_files(stack=stack, services=services, containers=removed["containers"],
+                                          wipe=wipe, wipe_certificates=wipe_certificates)
+    return removed
+
+
+def _remove_host_files(*, stack: str, services: list[str], containers: list[str], wipe: bool,
+                       wipe_certificates: bool) -> list[str]:
+    """Remove the files under the state directory that describe what was just removed; return their paths."""
+    from unicity_infra.commands.aggregator import default_trust_base_path
+    from unicity_infra.commands.up import state_file
+
+    directory = state_dir()
+    candidates: list[Path] = [directory / "secrets" / f"{name}-haproxy-api-key" for name in containers]
+    if wipe and not services:
+        # The endpoints 'up' recorded for 'env'. A plain 'down' keeps them, so 'env' can say which containers stopped.
+        candidates.append(state_file(stack))
+    if wipe and (not services or "aggregator" in services):
+        candidates.append(default_trust_base_path(stack))  # the trust base of a chain that is gone
+    if wipe_certificates:
+        candidates.extend(directory / "certs" / f"{name}.pem" for name in containers)
+    removed = []
+    for path in candidates:
+        if path.is_file():
+            path.unlink()
+            removed.append(str(path))
     return removed

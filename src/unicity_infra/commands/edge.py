@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def edge_status(engine: DockerEngine, *, stack: str, key_file: Path | None = Non
 
 
 def edge_down(engine: DockerEngine, *, stack: str, wipe: bool, progress: Progress = SILENT) -> dict[str, list[str]]:
-    """Remove the edge container; with WIPE also its state volume (registrations, CA roots)."""
+    """Remove the edge container; with WIPE also its state volume (registrations, CA roots) and its host files."""
     removed: dict[str, list[str]] = {"containers": [], "volumes": [], "networks": []}
     name = edge_container_name(stack)
     if engine.remove_container(name, progress=progress):
@@ -143,4 +144,9 @@ def edge_down(engine: DockerEngine, *, stack: str, wipe: bool, progress: Progres
     for network in engine.list_networks():
         if engine.network_role(network) == ROLE_EDGE_NETWORK and engine.remove_network(network, progress=progress):
             removed["networks"].append(network)
+    if wipe:
+        # The host copies of the edge's CA roots and its generated API key belong to the wiped state.
+        directory = edge_state_dir(stack)
+        removed["files"] = [str(path) for path in sorted(directory.glob("*")) if path.is_file()]
+        shutil.rmtree(directory, ignore_errors=True)
     return removed
