@@ -585,7 +585,8 @@ def _print_edge_status(context: Context, status, *, json_output: bool, show_key:
         context.out.print_json(json.dumps(document))
         return
     for key, value in document.items():
-        context.out.print(f"{key:15} {'-' if value is None else value}", markup=False)
+        shown = "-" if value is None else ("yes" if value is True else "no" if value is False else value)
+        context.out.print(f"{key:15} {shown}", markup=False)
 
 
 # images: commands/images_cli.py -----------------------------------------------------

@@ -186,7 +186,9 @@ def run_service(
         on_started()
     result.changed = applied.changed
     if not applied.changed:
-        result.notes.append(f"no changes: {', '.join(applied.unchanged)} already run(s) these settings")
+        names = ", ".join(applied.unchanged)
+        verb = "runs" if len(applied.unchanged) == 1 else "run"
+        result.notes.append(f"no changes: {names} already {verb} these settings")
         progress.note(result.notes[-1])
 
     if settings.publish:
