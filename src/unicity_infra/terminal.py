@@ -24,6 +24,10 @@ def is_interactive(stream: object = sys.stderr) -> bool:
     return bool(isatty and isatty()) and "NO_COLOR" not in os.environ
 
 
+# Width of tables written to a pipe or a file, wide enough for status's six columns.
+PIPED_WIDTH = 200
+
+
 def make_console(*, stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     interactive = is_interactive(stream)
@@ -33,6 +37,8 @@ def make_console(*, stderr: bool) -> Console:
         highlight=False,
         force_terminal=interactive,
         soft_wrap=True,
+        # Piped output has no terminal width; rich would fold tables at 80 columns. COLUMNS still wins.
+        width=None if interactive or os.environ.get("COLUMNS") else PIPED_WIDTH,
     )
 
 
