@@ -26,7 +26,7 @@ from unicity_infra.stack.spec import (
     ContainerSpec,
 )
 
-__all__ = ["RunResult", "describe_ca", "fetch_certificate", "run_service"]
+__all__ = ["RunResult", "describe_ca", "fetch_certificate", "plan_for", "run_service"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def describe_ca(settings: RunSettings, *, edge: LocalEdge | None = None) -> str:
     return f"certificate: Let's Encrypt ({LETS_ENCRYPT}), unless the edge advertises another ACME CA"
 
 
-def _plan_for(settings: RunSettings, stack: str) -> StackPlan:
+def plan_for(settings: RunSettings, stack: str) -> StackPlan:
+    """Return the containers, networks and volumes that run SETTINGS in STACK; ``export`` renders the same plan."""
     if settings.service == "relay":
         return relay_plan(settings, stack=stack)
     if settings.service == "aggregator":
@@ -171,7 +172,7 @@ def run_service(
         for note in faucet_notes:
             result.notes.append(note)
             progress.note(note)
-    plan = _plan_for(settings, stack)
+    plan = plan_for(settings, stack)
     if settings.service == "aggregator":
         from unicity_infra.commands.aggregator import prepare_aggregator_run
 

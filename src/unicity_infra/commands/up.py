@@ -39,6 +39,7 @@ from unicity_infra.settings import (
 from unicity_infra.stack.plan import default_container_name
 
 __all__ = [
+    "service_settings",
     "MODES",
     "SERVICE_ORDER",
     "EdgeLink",
@@ -163,7 +164,7 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
     services = order_services(settings.services)
     edge = _ensure_local_edge(engine, stack=stack, progress=progress) if settings.mode == "local-edge" else None
 
-    planned = {service: _service_settings(settings, service, stack=stack, edge=edge) for service in services}
+    planned = {service: service_settings(settings, service, stack=stack, edge=edge) for service in services}
     _check_images(engine, planned)
 
     runs = _run_services(engine, planned, stack=stack, timeout_s=settings.timeout_s, progress=progress)
@@ -283,7 +284,8 @@ class _ServiceProgress:
             self._progress.note(text)
 
 
-def _service_settings(settings: UpSettings, service: str, *, stack: str, edge: EdgeLink | None) -> RunSettings:
+def service_settings(settings: UpSettings, service: str, *, stack: str, edge: EdgeLink | None) -> RunSettings:
+    """Return the run settings of SERVICE as ``up`` starts it; ``export`` builds its files from the same."""
     options = _run_options(settings, service, stack=stack, edge=edge)
     run_settings = build_run_settings(service, **options)  # type: ignore[arg-type]
     if service == "aggregator":

@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 
 from unicity_infra.commands.edge import ROOTS_IN_CONTAINER
 from unicity_infra.commands.faucet import resolve_faucet_defaults
-from unicity_infra.commands.run import _plan_for
+from unicity_infra.commands.run import plan_for
 from unicity_infra.commands.up import (
     EdgeLink,
     UpSettings,
-    _service_settings,
+    service_settings,
     order_services,
 )
 from unicity_infra.engine.docker import ContainerInfo
@@ -83,13 +83,13 @@ def plan_export(settings: UpSettings, *, stack: str, edge_registration: bool = T
         plans[EDGE] = edge_plan(edge_settings, stack=stack)
         edge = EdgeLink(network=edge_settings.network, alias=edge_settings.alias)
     for service in services:
-        run_settings = _service_settings(settings, service, stack=stack, edge=edge)
+        run_settings = service_settings(settings, service, stack=stack, edge=edge)
         if not edge_registration:
             run_settings = replace(run_settings, haproxy_host=None, haproxy_api_key_file=None)
         if service == "faucet":
             run_settings, notes = resolve_faucet_defaults(_PlannedEngine(plans), run_settings, stack=stack)
             logger.debug("faucet defaults from the exported stack notes=%s", notes)
-        plans[service] = _plan_for(run_settings, stack)
+        plans[service] = plan_for(run_settings, stack)
         if service == "faucet" and EDGE in plans:
             plan = plans[service]
             plan.containers[-1] = _trust_local_edge(plan.containers[-1], plans[EDGE])
