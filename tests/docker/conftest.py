@@ -1,13 +1,19 @@
 """Fixtures for tests against the real Docker Engine: the offline images and labelled containers.
 
 The images are built once per test run; the first run on a machine takes
-minutes (debootstrap, cargo), later runs reuse the cache directory.
+minutes (debootstrap, cargo), later runs reuse the cache directory. Under
+pytest-xdist every worker builds them under one file lock, so the first worker
+builds and the others find the images up to date.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import docker
@@ -15,7 +21,14 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
-from unicity_infra.engine.images import build_images
+from tests.fixtures.faucet_standin import build_faucet_standin
+from tests.fixtures.standins import build_aggregator_standins
+from unicity_infra.engine.images import (
+    FAUCET_IMAGE_ENV,
+    build_images,
+    build_offline_base,
+)
+from unicity_infra.engine.recipes import cache_dir
 
 TEST_LABEL = "org.unicity.infra.test"
 
@@ -62,13 +75,74 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def offline_images(docker_client: docker.DockerClient) -> OfflineImages:
-    """Build the relay wrapper image offline, with its base and relay stand-in."""
+@contextlib.contextmanager
+def image_build_lock() -> Iterator[None]:
+    """Hold an exclusive lock on the build cache while images are built.
+
+    Without it, two pytest-xdist workers (or two test runs) would build the same
+    tag at once. With it, the second one waits and then finds the image up to date.
+    """
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "test-images.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def faucet_upstream(image: str) -> Iterator[None]:
+    """Point the faucet wrapper build at IMAGE through FAUCET_IMAGE_ENV, as 'images build faucet --offline' reads it."""
+    previous = os.environ.get(FAUCET_IMAGE_ENV)
+    os.environ[FAUCET_IMAGE_ENV] = image
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[FAUCET_IMAGE_ENV]
+        else:
+            os.environ[FAUCET_IMAGE_ENV] = previous
+
+
+def _build_faucet_images() -> None:
+    """Build the faucet stand-in, then the faucet wrapper image FROM it."""
+    with faucet_upstream(build_faucet_standin()):
+        build_images(["faucet"], offline=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tier_images(docker_client: docker.DockerClient) -> OfflineImages:
+    """Build every image the Docker tests use, under the build lock, and return the relay build's report.
+
+    These are the relay, edge, aggregator proxy and faucet wrapper images, the
+    aggregator stand-ins and the faucet stand-in. Module fixtures that call
+    build_images again then find each image up to date. After the shared base,
+    the images build in parallel threads.
+    """
     progress = RecordingProgress()
     started = time.monotonic()
-    tags = build_images(["relay"], offline=True, progress=progress)
+    with image_build_lock():
+        build_offline_base()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            relay = pool.submit(build_images, ["relay"], offline=True, progress=progress)
+            others = [
+                pool.submit(build_images, ["edge"], offline=True),
+                pool.submit(build_images, ["aggregator"], offline=True),
+                pool.submit(build_aggregator_standins),
+                pool.submit(_build_faucet_images),
+            ]
+            tags = relay.result()
+            for build in others:
+                build.result()
     return OfflineImages(tags=tags, progress=progress, seconds=time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def offline_images(tier_images: OfflineImages) -> OfflineImages:
+    """The relay wrapper image built offline, with its base and relay stand-in."""
+    return tier_images
 
 
 @pytest.fixture
@@ -111,4 +185,5 @@ def relay_image(offline_images: OfflineImages) -> str:
 @pytest.fixture(scope="session")
 def edge_image(offline_images: OfflineImages) -> str:
     """Tag of the local edge image (HAProxy, registration API, Pebble) built offline."""
-    return build_images(["edge"], offline=True)["edge"]
+    with image_build_lock():
+        return build_images(["edge"], offline=True)["edge"]
