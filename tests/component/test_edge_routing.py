@@ -217,6 +217,7 @@ def test_edge_routing_reload_keeps_connections(edge: EdgeProcess, backends: Back
     assert edge.health()["haproxy"]["reloads"] == reloads + 20  # type: ignore[index]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_edge_routing_idle_tunnel_survives_90s(tmp_path: Path, process_reaper: ProcessReaper, backends: Backends) -> None:
     # Slow on purpose (about 95 s): haproxy's client/server timeouts are 60 s, so this proves the tunnel timeout applies.

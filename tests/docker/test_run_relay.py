@@ -228,6 +228,7 @@ def test_run_refuses_foreign_container_of_same_name(stack: RelayStack) -> None:
     assert "was not created by unicity-infra" in result.stderr
 
 
+@pytest.mark.slow
 def test_idle_subscription_survives_90_seconds(stack: RelayStack) -> None:
     assert stack.run_relay().returncode == 0
     cert = stack.save_certificate()

@@ -153,6 +153,7 @@ def test_up_whole_stack_survives_down(stack: UpStack, faucet_image: str) -> None
     assert document["services"]["aggregator"]["trust_base"]["sha256"] == first_hash
 
 
+@pytest.mark.slow
 def test_up_fresh_then_snapshot_restore_returns_old_identity(stack: UpStack, faucet_image: str,
                                                               tmp_path: Path) -> None:
     stack.env["XDG_DATA_HOME"] = str(tmp_path / "data")
