@@ -23,13 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-RELAY_BUILD_LOG = Path("/tmp/cargo.log")
-RELAY_WARM_BINARY = Path("/tmp/relay-warm/bin/nostr-rs-relay")
 
 NIP11_DOCUMENT = {
     "name": "probe test relay",
@@ -223,29 +222,26 @@ def https_nip11_server(files: CertificateFiles) -> Iterator[NIP11Server]:
         thread.join(timeout=5)
 
 
-def find_relay_binary() -> Path | None:
-    """Return the nostr-rs-relay binary: $NOSTR_RS_RELAY_BIN, the warm build, or one on PATH."""
+def find_relay_binary() -> Path:
+    """Return the nostr-rs-relay binary: $NOSTR_RS_RELAY_BIN, else the one the offline relay image carries.
+
+    That one is cached under the build cache and built with cargo on first use,
+    under the lock the Docker tier's image builds take, so concurrent workers
+    build it once. A failed build fails the test: the component tier must not
+    pass by skipping the real relay.
+    """
     configured = os.environ.get("NOSTR_RS_RELAY_BIN")
     if configured:
         return Path(configured)
-    if RELAY_WARM_BINARY.exists():
-        return RELAY_WARM_BINARY
-    on_path = shutil.which("nostr-rs-relay")
-    return Path(on_path) if on_path else None
+    from tests.fixtures.build_lock import image_build_lock
+    from unicity_infra.engine.images import relay_binary
+    from unicity_infra.errors import ImageBuildError
 
-
-def wait_for_relay_build(timeout_s: float) -> None:
-    """Wait while cargo is still building the warm relay binary; its log ends in 'done <status>' when finished."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if RELAY_WARM_BINARY.exists() or not RELAY_BUILD_LOG.exists() or _is_relay_build_finished():
-            return
-        time.sleep(5)
-
-
-def _is_relay_build_finished() -> bool:
-    lines = RELAY_BUILD_LOG.read_text(errors="replace").strip().splitlines()
-    return bool(lines) and lines[-1].startswith("done ")
+    try:
+        with image_build_lock():
+            return relay_binary()
+    except ImageBuildError as exc:
+        pytest.fail(f"nostr-rs-relay is needed and could not be built: {exc}; or set NOSTR_RS_RELAY_BIN")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.component.conftest import EntrypointRun, http_get, wait_until
-from tests.component.probes_support import find_relay_binary, run_relay, wait_for_relay_build
+from tests.component.probes_support import find_relay_binary, run_relay
 from unicity_infra.container.services.faucet_tenant import node_key_deriver
 from unicity_infra.container.status import StatusServer
 
@@ -36,10 +36,7 @@ StartEntrypoint = Callable[..., EntrypointRun]
 def relay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if NODE is None:
         pytest.skip("node not found on PATH; install nodejs")
-    wait_for_relay_build(timeout_s=900)
     binary = find_relay_binary()
-    if binary is None:
-        pytest.skip("nostr-rs-relay not found: set NOSTR_RS_RELAY_BIN, build it into /tmp/relay-warm/bin, or put it on PATH")
     with run_relay(binary, tmp_path_factory.mktemp("relay")) as port:
         yield f"ws://127.0.0.1:{port}"
 

@@ -19,7 +19,7 @@ from typing import Any
 import coincurve
 import pytest
 
-from tests.component.probes_support import find_relay_binary, run_relay, wait_for_relay_build
+from tests.component.probes_support import find_relay_binary, run_relay
 from unicity_infra.probes.nostr import fetch_events, open_relay, verify_event
 
 pytestmark = pytest.mark.component
@@ -34,10 +34,7 @@ NODE = shutil.which("node")
 def relay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if NODE is None:
         pytest.skip("node not found on PATH; install nodejs")
-    wait_for_relay_build(timeout_s=900)
     binary = find_relay_binary()
-    if binary is None:
-        pytest.skip("nostr-rs-relay not found: set NOSTR_RS_RELAY_BIN, build it into /tmp/relay-warm/bin, or put it on PATH")
     with run_relay(binary, tmp_path_factory.mktemp("relay")) as port:
         yield f"ws://127.0.0.1:{port}"
 

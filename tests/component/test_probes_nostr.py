@@ -16,7 +16,6 @@ from tests.component.probes_support import (
     https_nip11_server,
     run_nginx_tls_proxy,
     run_relay,
-    wait_for_relay_build,
 )
 from unicity_infra.probes.errors import (
     ProbeTimeoutError,
@@ -39,13 +38,7 @@ pytestmark = pytest.mark.component
 
 @pytest.fixture(scope="module")
 def relay_binary() -> Path:
-    wait_for_relay_build(timeout_s=900)
-    binary = find_relay_binary()
-    if binary is None:
-        pytest.skip(
-            "nostr-rs-relay not found: set NOSTR_RS_RELAY_BIN, build it into /tmp/relay-warm/bin, or put it on PATH"
-        )
-    return binary
+    return find_relay_binary()
 
 
 @pytest.fixture(scope="module")

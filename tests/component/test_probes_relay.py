@@ -12,7 +12,6 @@ from tests.component.probes_support import (
     free_port,
     run_nginx_tls_proxy,
     run_relay,
-    wait_for_relay_build,
 )
 from unicity_infra.probes.relay import probe_relay
 from unicity_infra.probes.report import Report, Status, render_json
@@ -25,12 +24,7 @@ ROUNDTRIP_CHECKS = ["NIP-11", "websocket open", "publish event", "subscription"]
 
 @pytest.fixture(scope="module")
 def relay_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    wait_for_relay_build(timeout_s=900)
     binary = find_relay_binary()
-    if binary is None:
-        pytest.skip(
-            "nostr-rs-relay not found: set NOSTR_RS_RELAY_BIN, build it into /tmp/relay-warm/bin, or put it on PATH"
-        )
     with run_relay(binary, tmp_path_factory.mktemp("relay")) as port:
         yield port
 

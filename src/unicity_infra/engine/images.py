@@ -65,6 +65,7 @@ __all__ = [
     "export_wrapper_context",
     "image_tags",
     "is_offline_image",
+    "relay_binary",
     "wrapper_context",
 ]
 
@@ -425,6 +426,14 @@ def _import_tarball(client: docker.DockerClient, tarball: Path, recipe: BaseReci
 
 
 # --- relay stand-in -------------------------------------------------------
+
+
+def relay_binary(*, progress: Progress = SILENT) -> Path:
+    """Return the nostr-rs-relay binary the offline relay image carries, building it with cargo when missing.
+
+    Raises ImageBuildError when cargo or a build prerequisite is missing or the build fails.
+    """
+    return _cargo_install(CrateRecipe(), image="nostr-rs-relay", progress=progress)
 
 
 def _cargo_install(crate: CrateRecipe, *, image: str, progress: Progress) -> Path:
