@@ -9,7 +9,6 @@ builds and the others find the images up to date.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
+from tests.fixtures.build_lock import image_build_lock
 from tests.fixtures.faucet_standin import build_faucet_standin
 from tests.fixtures.standins import build_aggregator_standins
 from unicity_infra.engine.images import (
@@ -28,7 +28,6 @@ from unicity_infra.engine.images import (
     build_images,
     build_offline_base,
 )
-from unicity_infra.engine.recipes import cache_dir
 
 TEST_LABEL = "org.unicity.infra.test"
 
@@ -73,23 +72,6 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.fail(f"the Docker Engine is not reachable ({exc}); start dockerd to run the docker tests")
     yield client
     client.close()
-
-
-@contextlib.contextmanager
-def image_build_lock() -> Iterator[None]:
-    """Hold an exclusive lock on the build cache while images are built.
-
-    Without it, two pytest-xdist workers (or two test runs) would build the same
-    tag at once. With it, the second one waits and then finds the image up to date.
-    """
-    directory = cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "test-images.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
