@@ -94,6 +94,8 @@ class ContainerFailedError(DockerError):
             message += f"; its last {len(self.log_tail)} log lines follow.\n"
             message += "\n".join(f"  | {line}" for line in self.log_tail)
             message += f"\nRun 'docker logs {container}' for the rest."
+        else:
+            message += f"; it has written no log lines yet (see 'docker logs {container}')"
         super().__init__(message)
 
 
