@@ -96,7 +96,7 @@ def _remove_host_files(*, stack: str, services: list[str], containers: list[str]
     directory = state_dir()
     candidates: list[Path] = [directory / "secrets" / f"{name}-haproxy-api-key" for name in containers]
     if wipe and not services:
-        # The endpoints 'up' recorded for 'env'. A plain 'down' keeps them, so 'env' can say which containers stopped.
+        # The endpoints 'up' recorded for 'env'. A plain 'down' keeps them, so 'env' can name the stopped containers.
         candidates.append(state_file(stack))
     if wipe and (not services or "aggregator" in services):
         candidates.append(default_trust_base_path(stack))  # the trust base of a chain that is gone

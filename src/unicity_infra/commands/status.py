@@ -46,8 +46,8 @@ def collect_status(engine: DockerEngine, *, stack: str) -> list[dict[str, object
             "service": info.service,
             "container": info.name,
             "state": info.state,
-            # Docker keeps the last health result of a stopped container; for a one-shot
-            # step that exited 0 it reads "unhealthy", which would mislead.
+            # Docker keeps the last health result of a stopped container, so a one-shot
+            # step that exited 0 would read "unhealthy".
             "health": info.health if running else None,
             "exit_code": None if running else info.exit_code,
             "endpoint": info.labels.get(LABEL_ENDPOINT),
