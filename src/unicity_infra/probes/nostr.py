@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -55,6 +56,8 @@ Filter = dict[str, Any]
 
 # Kind 1 is a NIP-01 short text note, which relays accept unless a kind policy blocks it.
 PROBE_KIND = 1
+# Name of the step a stalled websocket opening times out in; open_relay retries only that one.
+HANDSHAKE_STEP = "the websocket handshake"
 
 
 def generate_key() -> coincurve.PrivateKey:
@@ -299,14 +302,27 @@ def open_relay(
 
     With CONNECT the TCP connection goes to that host and port, while SNI, the
     Host header and the certificate check use the URL's host name. TIMEOUT_S
-    bounds the opening and, by default, every later wait. Raises
-    :class:`ProbeError` when the connection cannot be opened.
+    bounds the opening and, by default, every later wait. A handshake that
+    times out is tried once more on a new connection: on a busy Docker host a
+    connection through a published port can stall while the next one goes
+    through. Raises :class:`ProbeError` when the connection cannot be opened.
     """
     endpoint = parse_endpoint(url, connect=connect)
     if not url.lower().startswith(("ws://", "wss://")):
         raise SettingsError("relay URL", url, "a websocket needs a ws:// or wss:// URL")
     context = create_ssl_context(ca_file=ca_file, insecure=insecure) if endpoint.is_tls else None
 
+    try:
+        return _open_websocket(url, endpoint, context, timeout_s=timeout_s)
+    except ProbeTimeoutError as exc:
+        if exc.step != HANDSHAKE_STEP:
+            raise
+        logger.warning("websocket handshake with %s%s timed out after %.0f s; trying once more on a new connection",
+                       url, endpoint.via, timeout_s)
+    return _open_websocket(url, endpoint, context, timeout_s=timeout_s)
+
+
+def _open_websocket(url: str, endpoint: Endpoint, context: ssl.SSLContext | None, *, timeout_s: float) -> RelayConnection:
     tcp = open_tcp_connection(endpoint.connect_host, endpoint.connect_port, timeout_s=timeout_s)
     # websockets bounds the handshakes with its own deadline, and its reader thread
     # needs a blocking socket, because a socket timeout would end an idle connection.
@@ -314,7 +330,7 @@ def open_relay(
     resources = contextlib.ExitStack()
     resources.callback(tcp.close)
     try:
-        with mapping_errors(step="the websocket handshake", address=endpoint.address, timeout_s=timeout_s):
+        with mapping_errors(step=HANDSHAKE_STEP, address=endpoint.address, timeout_s=timeout_s):
             # Entered as a context manager: websockets 17 warns when connect() is not.
             websocket = resources.enter_context(
                 websockets.sync.client.connect(
