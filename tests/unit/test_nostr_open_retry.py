@@ -24,7 +24,7 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 
 
 class StallingFront:
-    """Loopback listener that holds the first STALLS connections silent and forwards the rest to BACKEND_PORT."""
+    """Loopback listener that keeps the first STALLS connections silent and forwards the rest to BACKEND_PORT."""
 
     def __init__(self, backend_port: int, stalls: int) -> None:
         self.backend_port = backend_port
