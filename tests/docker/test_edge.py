@@ -207,7 +207,7 @@ def test_run_with_domain_resolving_elsewhere_exits_10(edge_stack: EdgeStack) -> 
 
         result = edge_stack.run_relay("--haproxy-host", edge_stack.edge_address(), "--timeout", "120")
     finally:
-        decoy.remove(force=True)
+        decoy.remove(force=True, v=True)
     output = result.stdout + result.stderr
 
     assert result.returncode != 0, output

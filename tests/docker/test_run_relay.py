@@ -180,11 +180,17 @@ def test_data_dir_owned_by_other_uid_is_fixed(stack: RelayStack) -> None:
         "org.unicity.infra.service": "relay", "org.unicity.infra.role": "data",
     })
     image = client.images.get(f"unicity-infra/relay:{_version()}")
-    client.containers.run(
+    spoiler = client.containers.create(
         image.id, entrypoint=["sh", "-c", "touch /var/lib/relay/nostr.db && chown -R 4242:4242 /var/lib/relay && chmod 700 /var/lib/relay"],
-        volumes={volume: {"bind": "/var/lib/relay", "mode": "rw"}}, remove=True, user="root",
+        volumes={volume: {"bind": "/var/lib/relay", "mode": "rw"}}, user="root",
         labels={"org.unicity.infra.test": "1"},
     )
+    try:
+        spoiler.start()
+        assert spoiler.wait(timeout=60)["StatusCode"] == 0
+    finally:
+        # v=True: the image declares VOLUME /etc/letsencrypt, whose anonymous volume would stay behind.
+        spoiler.remove(force=True, v=True)
 
     result = stack.run_relay()
 
@@ -222,7 +228,7 @@ def test_run_refuses_foreign_container_of_same_name(stack: RelayStack) -> None:
     try:
         result = stack.run_relay()
     finally:
-        foreign.remove(force=True)
+        foreign.remove(force=True, v=True)
 
     assert result.returncode == 1
     assert "was not created by unicity-infra" in result.stderr

@@ -535,7 +535,7 @@ class DockerEngine:
             stream, _ = self.api.get_archive(holder, mount_point)
             yield from stream
         finally:
-            self.api.remove_container(holder, force=True)
+            self.api.remove_container(holder, force=True, v=True)
 
     def import_volume(self, volume: str, archive: bytes, *, image: str, mount_point: str) -> None:
         """Unpack ARCHIVE (as made by export_volume) into VOLUME, keeping owners and modes."""
@@ -545,7 +545,7 @@ class DockerEngine:
             if not self.api.put_archive(holder, posixpath.dirname(mount_point.rstrip("/")) or "/", archive):
                 raise DockerError(f"unpacking the archive into volume {volume!r} failed; check that the snapshot archive is intact")
         finally:
-            self.api.remove_container(holder, force=True)
+            self.api.remove_container(holder, force=True, v=True)
 
     def remove_volume(self, name: str, *, progress: Progress = SILENT) -> None:
         progress.action(f"docker volume rm {name}")
