@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from unicity_infra.commands.run import RunResult, run_service
+from unicity_infra.engine.apply import SerializedProgress
 from unicity_infra.engine.docker import DockerEngine
 from unicity_infra.errors import (
     ContainerFailedError,
@@ -261,27 +262,15 @@ def _run_one(engine: DockerEngine, service: str, run_settings: RunSettings, *, s
     return result
 
 
-class _ServiceProgress:
-    """Progress of one service among several that start side by side, passed on one call at a time."""
+class _ServiceProgress(SerializedProgress):
+    """Progress of one service among several that start side by side; stage titles name the service."""
 
     def __init__(self, progress: Progress, service: str, lock: threading.Lock) -> None:
-        self._progress, self._service, self._lock = progress, service, lock
+        super().__init__(progress, lock)
+        self._service = service
 
     def stage(self, title: str) -> None:
-        with self._lock:
-            self._progress.stage(title if title.startswith("Service ") else f"{self._service}: {title}")
-
-    def action(self, text: str) -> None:
-        with self._lock:
-            self._progress.action(text)
-
-    def wait(self, text: str, elapsed_s: float, timeout_s: float | None = None) -> None:
-        with self._lock:
-            self._progress.wait(text, elapsed_s, timeout_s)
-
-    def note(self, text: str) -> None:
-        with self._lock:
-            self._progress.note(text)
+        super().stage(title if title.startswith("Service ") else f"{self._service}: {title}")
 
 
 def service_settings(settings: UpSettings, service: str, *, stack: str, edge: EdgeLink | None) -> RunSettings:

@@ -18,7 +18,7 @@ from unicity_infra.progress import SILENT, Progress
 from unicity_infra.stack.plan import StackPlan, spec_hash
 from unicity_infra.stack.spec import LABEL_SPEC_HASH, Condition, ContainerSpec
 
-__all__ = ["DEFAULT_READY_TIMEOUT_S", "ApplyResult", "apply_plan", "is_unchanged", "startable"]
+__all__ = ["DEFAULT_READY_TIMEOUT_S", "ApplyResult", "SerializedProgress", "apply_plan", "is_unchanged", "startable"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +104,15 @@ def startable(spec: ContainerSpec, *, met: set[str], planned: set[str]) -> bool:
     return all(name in met for name in spec.depends_on if name in planned)
 
 
-class _Serialized:
-    """Progress shared by several threads, which it passes on one call at a time."""
+class SerializedProgress:
+    """Progress shared by several threads, which it passes on one call at a time.
 
-    def __init__(self, progress: Progress) -> None:
+    Several instances that pass the same LOCK write to PROGRESS one at a time too.
+    """
+
+    def __init__(self, progress: Progress, lock: threading.Lock | None = None) -> None:
         self._progress = progress
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
 
     def stage(self, title: str) -> None:
         with self._lock:
@@ -140,7 +143,7 @@ class _Rollout:
     def __init__(self, engine: DockerEngine, waiting: list[tuple[ContainerSpec, Condition]], *, met: set[str],
                  timeout_s: float, progress: Progress) -> None:
         self.engine, self.waiting, self.met, self.timeout_s = engine, waiting, met, timeout_s
-        self.progress = _Serialized(progress)
+        self.progress = SerializedProgress(progress)
         self.planned = {spec.name for spec, _ in waiting} | met
         self.starting: dict[Future[None], tuple[ContainerSpec, Condition]] = {}
         self.tracked: list[Readiness] = []
