@@ -12,38 +12,6 @@ from unicity_infra.commands.up import UpSettings, _run_options
 from unicity_infra.settings import build_run_settings
 
 
-class FakeResult:
-    """What up_cli prints after bring_up; only the fields it reads."""
-
-    changed = False
-
-    class endpoints:
-        @staticmethod
-        def to_json() -> dict[str, object]:
-            return {}
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
-    """Run the CLI in an empty directory with Docker replaced; collect the settings 'up' would use."""
-    captured: dict[str, object] = {}
-
-    def engine_not_contacted(self):
-        captured["engine_created"] = True
-        return object()
-
-    def record_bring_up(engine, settings: UpSettings, *, stack: str, progress):
-        captured["settings"] = settings
-        return FakeResult()
-
-    monkeypatch.setattr(cli_module.Context, "engine", engine_not_contacted)
-    monkeypatch.setattr(up_module, "bring_up", record_bring_up)
-    monkeypatch.chdir(tmp_path)
-    for variable in ("UNICITY_INFRA_CONFIG", "UNICITY_INFRA_STACK", "UNICITY_INFRA_IMAGE_OVERRIDES"):
-        monkeypatch.delenv(variable, raising=False)
-    return captured
-
-
 def up_settings(captured: dict[str, object], *arguments: str) -> UpSettings:
     cli_module.main(["up", *arguments])
     settings = captured["settings"]
