@@ -585,8 +585,16 @@ def _print_edge_status(context: Context, status, *, json_output: bool, show_key:
         context.out.print_json(json.dumps(document))
         return
     for key, value in document.items():
-        shown = "-" if value is None else ("yes" if value is True else "no" if value is False else value)
-        context.out.print(f"{key:15} {shown}", markup=False)
+        context.out.print(f"{key:15} {_plain_value(value)}", markup=False)
+
+
+def _plain_value(value: object) -> object:
+    """Return VALUE as a plain-text row shows it: '-' for none, yes/no for flags."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
 
 
 # images: commands/images_cli.py -----------------------------------------------------

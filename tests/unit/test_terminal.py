@@ -1,4 +1,4 @@
-"""Consoles for piped output: wide enough for tables unless COLUMNS says otherwise."""
+"""Consoles for piped output: wide enough for tables unless COLUMNS sets another width."""
 
 from __future__ import annotations
 

@@ -226,7 +226,7 @@ def _run_services(engine: DockerEngine, planned: dict[str, RunSettings], *, stac
 
 
 class _ServiceRunner(threading.Thread):
-    """A background run of one service. STARTED is set once its containers are ready or the run failed.
+    """Background run of one service. STARTED is set once its containers are ready or the run failed.
 
     It is a daemon thread, so an interrupted 'up' exits at once instead of waiting for it.
     """
