@@ -32,12 +32,13 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
 
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(root / "dist"),
-          str(source)], timeout_s=300)
+    # No build isolation and no index: the host's setuptools builds it, so the test contacts no package index.
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--quiet",
+          "--wheel-dir", str(root / "dist"), str(source)], timeout_s=300)
     wheels = list((root / "dist").glob("unicity_infra-*.whl"))
     assert len(wheels) == 1, wheels
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")])
-    _run([str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--quiet", str(wheels[0])],
+    _run([str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheels[0])],
          timeout_s=300)
     yield root / "venv" / "bin"
 
