@@ -312,6 +312,8 @@ def open_relay(
         raise SettingsError("relay URL", url, "a websocket needs a ws:// or wss:// URL")
     context = create_ssl_context(ca_file=ca_file, insecure=insecure) if endpoint.is_tls else None
 
+    # NOTE: during such a stall the first attempt was seen to return only after about 60 s, not TIMEOUT_S;
+    # where that wait happens (possibly closing the stalled socket) is not known.
     try:
         return _open_websocket(url, endpoint, context, timeout_s=timeout_s)
     except ProbeTimeoutError as exc:
