@@ -164,7 +164,8 @@ def test_edge_restart_without_state_gets_route_back(edge_stack: EdgeStack) -> No
     relay = edge_stack.client.containers.get(edge_stack.relay_container)
     assert waited_s < 35
     assert relay.attrs["State"]["StartedAt"] == relay_started_at
-    assert "re-registered with the edge" in edge_stack.relay_log()
+    # The edge routes again before its API replies to the relay, which logs the repair only then.
+    wait_for(lambda: "re-registered with the edge" in edge_stack.relay_log(), timeout_s=5, interval_s=0.2)
 
 
 def test_docker_stop_removes_registration_within_5s(edge_stack: EdgeStack) -> None:
