@@ -43,17 +43,17 @@ __all__ = [
     "HEIGHT_WAIT_S",
     "READINESS_CHECKS",
     "GenesisTrustBase",
-    "stack_images",
-    "plan_aggregator_stack",
-    "check_images_present",
     "chain_state_volumes",
-    "wipe_chain_state",
-    "read_genesis_trust_base",
-    "save_trust_base",
-    "default_trust_base_path",
     "check_aggregator_ready",
+    "check_images_present",
+    "default_trust_base_path",
+    "plan_aggregator_stack",
     "prepare_aggregator_run",
     "probe_aggregator_stack",
+    "read_genesis_trust_base",
+    "save_trust_base",
+    "stack_images",
+    "wipe_chain_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -160,8 +160,7 @@ def read_genesis_trust_base(engine: DockerEngine, *, stack: str) -> GenesisTrust
             continue
         path = f"{directory}/trust-base.json"
         try:
-            data = engine.read_file(container, path)
-            modified_at = engine.file_modified_at(container, path)
+            data, modified_at = engine.copy_file(container, path)
         except DockerError as exc:
             logger.debug("no trust base in container=%s path=%s: %s", container, path, exc)
             continue
