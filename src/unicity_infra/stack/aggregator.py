@@ -684,7 +684,9 @@ def _aggregator(names: _Names, images: Mapping[str, str], *, publish: RunSetting
         # busybox wget --spider may send HEAD.
         health=HealthCheck(
             test=("wget", "-q", "-T", "5", "-O", "/dev/null", f"http://127.0.0.1:{AGGREGATOR_PORT}/health"),
-            interval_s=3.0,
+            # Docker 20.10 runs the first check one interval after the start, so the interval is the
+            # soonest the proxy and the faucet can follow.
+            interval_s=2.0,
             timeout_s=6.0,
             retries=10,
             start_period_s=60.0,
