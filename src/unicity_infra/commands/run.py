@@ -127,10 +127,15 @@ def run_service(
     timeout_s: float,
     progress: Progress = SILENT,
     on_started: Callable[[], None] | None = None,
+    on_containers_started: Callable[[], None] | None = None,
+    before_apply: Callable[[], None] | None = None,
 ) -> RunResult:
     """Start SETTINGS.service, wait until healthy and probe it where it is reachable.
 
-    ON_STARTED is called once the containers are ready, before the probes run.
+    BEFORE_APPLY is called just before the plan is applied; an exception from
+    it ends the run before any container of the plan is created.
+    ON_CONTAINERS_STARTED is called once every container runs, before they are
+    all ready, and ON_STARTED once they are ready, before the probes run.
     """
     result = RunResult(container=settings.container_name, image=settings.image, endpoint=_endpoint_for(settings, stack))
 
@@ -182,7 +187,9 @@ def run_service(
     if edge is not None:
         plan.containers[-1] = _behind_local_edge(engine, settings, plan.containers[-1], edge, stack=stack,
                                                  result=result, progress=progress)
-    applied = apply_plan(engine, plan, timeout_s=timeout_s, progress=progress)
+    if before_apply is not None:
+        before_apply()
+    applied = apply_plan(engine, plan, timeout_s=timeout_s, progress=progress, on_all_started=on_containers_started)
     if on_started is not None:
         on_started()
     result.changed = applied.changed

@@ -198,22 +198,25 @@ def _run_services(engine: DockerEngine, planned: dict[str, RunSettings], *, stac
                   progress: Progress) -> dict[str, RunResult]:
     """Run the planned services, each as soon as the services it needs have their containers ready.
 
-    The relay and the aggregator stack start side by side; the faucet starts
-    once both are ready, while their probes may still run. The first failure
-    in start order is raised once every started service has finished.
+    The relay and the aggregator stack start side by side. The faucet plans
+    its container once both run all their containers, since its settings come
+    from them, and creates it once they are ready, while their probes may
+    still run. The first failure in start order is raised once every started
+    service has finished.
     """
     lock = threading.Lock()
     runners: dict[str, _ServiceRunner] = {}
     for service, run_settings in planned.items():
         needed = [runners[name] for name in SERVICE_NEEDS.get(service, ()) if name in runners]
         for runner in needed:
-            runner.started.wait()
+            runner.containers_started.wait()
         if any(runner.error for runner in needed):
             break
         runners[service] = _ServiceRunner(
-            lambda started, service=service, run_settings=run_settings: _run_one(
+            lambda runner, service=service, run_settings=run_settings, needed=needed: _run_one(
                 engine, service, run_settings, stack=stack, timeout_s=timeout_s,
-                progress=_ServiceProgress(progress, service, lock), on_started=started),
+                progress=_ServiceProgress(progress, service, lock), runner=runner,
+                before_apply=lambda: _await_ready(service, needed)),
             name=f"up-{service}",
         )
         runners[service].start()
@@ -225,34 +228,49 @@ def _run_services(engine: DockerEngine, planned: dict[str, RunSettings], *, stac
     return {service: runner.result for service, runner in runners.items() if runner.result is not None}
 
 
-class _ServiceRunner(threading.Thread):
-    """Background run of one service. STARTED is set once its containers are ready or the run failed.
+def _await_ready(service: str, needed: list[_ServiceRunner]) -> None:
+    """Wait until every NEEDED service has its containers ready, and raise InfraError when one of them failed."""
+    for runner in needed:
+        runner.started.wait()
+    failed = [runner.name.removeprefix("up-") for runner in needed if runner.error is not None]
+    if failed:
+        # _run_services raises the needed service's own error, which comes first in start order.
+        raise InfraError(f"service {service} not started: {', '.join(failed)} failed")
 
-    It is a daemon thread, so an interrupted 'up' exits at once instead of waiting for it.
+
+class _ServiceRunner(threading.Thread):
+    """Background run of one service.
+
+    CONTAINERS_STARTED is set once every container of the service runs, and
+    STARTED once they are all ready; both are set when the run fails. It is a
+    daemon thread, so an interrupted 'up' exits at once instead of waiting for it.
     """
 
-    def __init__(self, target: Callable[[Callable[[], None]], RunResult], *, name: str) -> None:
+    def __init__(self, target: Callable[[_ServiceRunner], RunResult], *, name: str) -> None:
         super().__init__(name=name, daemon=True)
         self._target_run = target
+        self.containers_started = threading.Event()
         self.started = threading.Event()
         self.result: RunResult | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self.result = self._target_run(self.started.set)
+            self.result = self._target_run(self)
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that joins
             self.error = exc
         finally:
+            self.containers_started.set()
             self.started.set()
 
 
 def _run_one(engine: DockerEngine, service: str, run_settings: RunSettings, *, stack: str, timeout_s: float,
-             progress: Progress, on_started: Callable[[], None]) -> RunResult:
+             progress: Progress, runner: _ServiceRunner, before_apply: Callable[[], None]) -> RunResult:
     progress.stage(f"Service {service}")
     try:
         result = run_service(engine, run_settings, stack=stack, timeout_s=timeout_s, progress=progress,
-                             on_started=on_started)
+                             on_started=runner.started.set, on_containers_started=runner.containers_started.set,
+                             before_apply=before_apply)
     except ContainerFailedError as exc:
         raise ContainerFailedError(exc.container, f"(service {service}) {exc.reason}",
                                    exit_status=exc.exit_status, log_tail=exc.log_tail) from exc

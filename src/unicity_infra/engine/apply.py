@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -61,6 +62,7 @@ def apply_plan(
     *,
     timeout_s: float = DEFAULT_READY_TIMEOUT_S,
     progress: Progress = SILENT,
+    on_all_started: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Create PLAN's networks and volumes, then (re)create each changed container once its dependencies are met.
 
@@ -70,8 +72,10 @@ def apply_plan(
     awaited as healthy unless its dependants ask only for started or completed.
     A container that already runs the same spec on the same image and meets
     its condition is left alone, so a second call on a healthy stack changes
-    nothing. Raises ContainerFailedError with the failed container's last log
-    lines; containers already started are left running for inspection.
+    nothing. ON_ALL_STARTED is called once every container runs, before the
+    last ones are ready. Raises ContainerFailedError with the failed
+    container's last log lines; containers already started are left running
+    for inspection.
     """
     for network in plan.networks:
         engine.ensure_network(network, progress=progress)
@@ -95,7 +99,9 @@ def apply_plan(
             waiting.append((labelled, condition))
     if waiting:
         result.created = _Rollout(engine, waiting, met=set(result.unchanged), timeout_s=timeout_s,
-                                  progress=progress).run()
+                                  progress=progress, on_all_started=on_all_started).run()
+    elif on_all_started is not None:
+        on_all_started()
     return result
 
 
@@ -141,8 +147,9 @@ class _Rollout:
     """
 
     def __init__(self, engine: DockerEngine, waiting: list[tuple[ContainerSpec, Condition]], *, met: set[str],
-                 timeout_s: float, progress: Progress) -> None:
+                 timeout_s: float, progress: Progress, on_all_started: Callable[[], None] | None = None) -> None:
         self.engine, self.waiting, self.met, self.timeout_s = engine, waiting, met, timeout_s
+        self.on_all_started = on_all_started
         self.progress = SerializedProgress(progress)
         self.planned = {spec.name for spec, _ in waiting} | met
         self.starting: dict[Future[None], tuple[ContainerSpec, Condition]] = {}
@@ -157,6 +164,9 @@ class _Rollout:
             while self.waiting or self.starting or self.tracked:
                 self._start_unblocked(pool, events)
                 self._track_started()
+                if self.on_all_started is not None and not self.waiting and not self.starting:
+                    self.on_all_started()
+                    self.on_all_started = None
                 if self._collect_ready():
                     continue
                 if self.tracked:

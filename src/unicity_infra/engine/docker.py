@@ -457,7 +457,7 @@ class DockerEngine:
     def copy_file(self, name: str, path: str) -> tuple[bytes, datetime]:
         """Return the content of the regular file PATH inside container NAME and when it was last modified (UTC).
 
-        One archive request carries both; on slow storage each request takes about 60 ms.
+        One archive request carries both. Each request took about 60 ms on this project's fuse-overlayfs test host.
         """
         try:
             stream, _ = self.api.get_archive(name, path)
