@@ -32,12 +32,26 @@ finish sooner, so the script reports:
     sum         the sum of all own readiness times (the floor of a strictly
                 serial start, as earlier figures used)
 
+The same containers are then started a second time without 'up'. The
+script reads each one's create parameters back from 'docker inspect' and
+removes the stack. It then replays the parameters through the Docker API in
+its own process: each container is created and started as soon as its
+dependencies are ready, and readiness comes from Docker's events. This direct
+run has no CLI start-up, image checks, planning, probes or state files, so it
+is the floor of any tool that starts these containers through Docker, start
+calls included:
+
+    direct      wall time of the direct run, first create to last ready
+    ratio       total / direct
+    over direct total - direct, as a share of direct. The goal of at most
+                10 % overhead applies to this figure.
+
 With --details it also lists each container: when Docker created it, started it
 and recorded it ready, counted from the start of 'up'; its own readiness; and,
 for our wrapper images, when the supervisor inside logged its service ready.
 A healthcheck first runs one interval after the start (Docker 20.10 has no
-start interval), so a wrapper whose service is ready in 1-2 s is recorded
-healthy only after the image's 5 s interval. Run on demand:
+start interval), so a wrapper whose service is ready in about 1 s is recorded
+healthy only after the image's 2 s interval. Run on demand:
 
     python benchmarks/cold_start.py                 # stand-in upstream images from tests/fixtures
     python benchmarks/cold_start.py --services relay --runs 3 --details
@@ -54,6 +68,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +90,8 @@ LABEL_SERVICE = "org.unicity.infra.service"
 LABEL_DEPENDS_ON = "org.unicity.infra.depends-on"
 # 'up' starts the faucet once the relay and the aggregator stack are ready; the faucet is pointed at both.
 SERVICE_NEEDS = {"relay": (), "aggregator": (), "faucet": ("relay", "aggregator")}
+# The conditions of the depends-on label, as compose names them, and the Docker moment each waits for.
+CONDITIONS = {"service_healthy": "healthy", "service_started": "started", "service_completed_successfully": "completed"}
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,151 @@ def critical_path(timings: list[Timing], service_needs: dict[str, tuple[str, ...
     return max((service_end(service) for service in services), default=(0.0, []))
 
 
+@dataclass(frozen=True)
+class Replay:
+    """The parameters the direct run needs to create one container again as 'up' created it."""
+
+    name: str
+    service: str
+    needs: tuple[tuple[str, str], ...]  # (container, condition: healthy, started or completed)
+    ready_on: str  # the condition this container itself is awaited on
+    create_args: dict[str, object]
+    other_networks: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def capture_replays(client: docker.DockerClient, stack: str) -> tuple[list[Replay], list[dict], list[dict]]:
+    """Read STACK's containers, networks and volumes back from Docker, in creation order."""
+    replays = []
+    containers = client.containers.list(all=True, filters={"label": f"{LABEL_STACK}={stack}"})
+    for container in sorted(containers, key=lambda item: item.attrs["Created"]):
+        config, host = container.attrs["Config"], container.attrs["HostConfig"]
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        short_id = container.id[:12]
+        aliases = {network: tuple(alias for alias in (settings.get("Aliases") or []) if alias != short_id)
+                   for network, settings in networks.items()}
+        primary = host["NetworkMode"]
+        labels = config.get("Labels") or {}
+        needs = tuple((name, CONDITIONS[condition]) for name, condition in
+                      (item.split("=", 1) for item in labels.get(LABEL_DEPENDS_ON, "").split(",") if item))
+        ready_on = ("completed" if container.attrs["State"]["Status"] == "exited"
+                    else "healthy" if config.get("Healthcheck") else "started")
+        create_args = {
+            "image": config["Image"], "name": container.name, "command": config.get("Cmd"),
+            "entrypoint": config.get("Entrypoint"), "environment": config.get("Env"), "labels": labels,
+            "user": config.get("User") or None, "working_dir": config.get("WorkingDir") or None,
+            "healthcheck": config.get("Healthcheck"), "detach": True,
+            "ports": [tuple(port.split("/")) for port in config.get("ExposedPorts") or {}] or None,
+            "host_config": host,
+            "networking_config": client.api.create_networking_config(
+                {primary: client.api.create_endpoint_config(aliases=list(aliases.get(primary, ())) or None)}),
+        }
+        replays.append(Replay(container.name, labels.get(LABEL_SERVICE, "?"), needs, ready_on, create_args,
+                              tuple((network, aliases[network]) for network in networks if network != primary)))
+    stack_filter = {"label": f"{LABEL_STACK}={stack}"}
+    networks = [network.attrs for network in client.networks.list(filters=stack_filter)]
+    volumes = [volume.attrs for volume in client.volumes.list(filters=stack_filter)]
+    return replays, networks, volumes
+
+
+class ReadyEvents(threading.Thread):
+    """Follow Docker's events for a stack and set, per container, an event for each condition it meets."""
+
+    def __init__(self, client: docker.DockerClient, stack: str, names: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.met = {name: {condition: threading.Event() for condition in ("started", "healthy", "completed")}
+                    for name in names}
+        self.failed: dict[str, str] = {}
+        self._stream = client.events(decode=True, filters={"type": "container", "label": f"{LABEL_STACK}={stack}"})
+
+    def run(self) -> None:
+        for event in self._stream:
+            attributes = event.get("Actor", {}).get("Attributes", {})
+            conditions = self.met.get(attributes.get("name"))
+            if conditions is None:
+                continue
+            status = event.get("status")
+            if status == "start":
+                conditions["started"].set()
+            elif status == "health_status: healthy":
+                conditions["healthy"].set()
+            elif status == "die":
+                if attributes.get("exitCode") == "0":
+                    conditions["completed"].set()
+                else:
+                    self.failed[attributes["name"]] = f"exited with status {attributes.get('exitCode')}"
+                    for condition in conditions.values():
+                        condition.set()  # wake the waiters, which then read FAILED
+
+    def close(self) -> None:
+        self._stream.close()
+        self.join(timeout=5)
+
+
+def run_direct(client: docker.DockerClient, stack: str, replays: list[Replay], networks: list[dict],
+               volumes: list[dict], *, timeout_s: float = 300.0) -> float:
+    """Create and start REPLAYS through the Docker API as early as their dependencies allow; return the seconds."""
+    events = ReadyEvents(client, stack, [replay.name for replay in replays])
+    events.start()
+    by_service: dict[str, list[Replay]] = {}
+    for replay in replays:
+        by_service.setdefault(replay.service, []).append(replay)
+    errors: list[str] = []
+
+    def wait(name: str, condition: str) -> None:
+        if not events.met[name][condition].wait(timeout_s):
+            raise RuntimeError(f"timed out after {timeout_s:g} s waiting for {name} to be {condition}")
+        if name in events.failed:
+            raise RuntimeError(f"{name} failed: {events.failed[name]}")
+
+    def bring_up(replay: Replay) -> None:
+        try:
+            for name, condition in replay.needs:
+                wait(name, condition)
+            for service in SERVICE_NEEDS.get(replay.service, ()):
+                for needed in by_service.get(service, []):
+                    wait(needed.name, needed.ready_on)
+            created = client.api.create_container(**replay.create_args)
+            for network, aliases in replay.other_networks:
+                client.api.connect_container_to_network(created["Id"], network, aliases=list(aliases) or None)
+            client.api.start(created["Id"])
+            wait(replay.name, replay.ready_on)
+        except Exception as exc:  # noqa: BLE001 - reported for the run; the other threads must stop waiting
+            errors.append(f"{replay.name}: {exc}")
+            for conditions in events.met.values():
+                for condition in conditions.values():
+                    condition.set()  # stop the others waiting
+            events.failed.setdefault(replay.name, str(exc))
+
+    started = time.monotonic()
+    try:
+        for network in networks:
+            client.networks.create(network["Name"], driver=network["Driver"], labels=network.get("Labels"))
+        for volume in volumes:
+            client.volumes.create(volume["Name"], labels=volume.get("Labels"))
+        threads = [threading.Thread(target=bring_up, args=(replay,), daemon=True) for replay in replays]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+    finally:
+        events.close()
+    if errors:
+        raise RuntimeError("the direct run failed: " + "; ".join(errors))
+    return elapsed
+
+
+def remove_stack(client: docker.DockerClient, stack: str) -> None:
+    """Remove STACK's containers (with their anonymous volumes), volumes and networks; host files stay."""
+    stack_filter = {"label": f"{LABEL_STACK}={stack}"}
+    for container in client.containers.list(all=True, filters=stack_filter):
+        container.remove(force=True, v=True)
+    for volume in client.volumes.list(filters=stack_filter):
+        volume.remove(force=True)
+    for network in client.networks.list(filters=stack_filter):
+        network.remove()
+
+
 def _standin_environment() -> dict[str, str]:
     sys.path[:0] = [str(REPOSITORY / "src"), str(REPOSITORY)]
     from tests.fixtures.faucet_standin import build_faucet_standin
@@ -222,6 +384,9 @@ def measure(client: docker.DockerClient, services: list[str], env: dict[str, str
         if result.returncode != 0:
             raise RuntimeError(f"'up' exited with status {result.returncode}:\n{result.stderr[-2000:]}")
         timings = collect_timings(client, stack, events)
+        replays, networks, volumes = capture_replays(client, stack)
+        remove_stack(client, stack)
+        direct = run_direct(client, stack, replays, networks, volumes)
     finally:
         subprocess.run([*CLI, "--stack", stack, "down", "--wipe", "--wipe-certificates", "--yes"],
                        capture_output=True, env=env, check=False)
@@ -229,6 +394,9 @@ def measure(client: docker.DockerClient, services: list[str], env: dict[str, str
     with_starts, _ = critical_path(timings, SERVICE_NEEDS, weight=lambda timing: timing.docker_start_s + timing.own_s)
     figures = {
         "total_s": total,
+        "direct_s": direct,
+        "ratio": total / direct,
+        "over_direct_pct": 100 * (total - direct) / direct,
         "critical_s": critical,
         "beyond_s": total - critical,
         "beyond_pct": 100 * (total - critical) / critical,
@@ -264,8 +432,11 @@ def main() -> int:
     state = tempfile.TemporaryDirectory(prefix="cold-start-state-")
     env = {**_standin_environment(), "XDG_STATE_HOME": state.name}
     client = docker.from_env(version="auto")
-    print(f"{'run':>3} {'total s':>8} {'critical s':>11} {'beyond s':>9} {'beyond %':>9} {'docker start s':>15} "
-          f"{'rest s':>7} {'slowest s':>10} {'sum s':>7}")
+    columns = [("total s", "total_s", ".1f"), ("direct s", "direct_s", ".1f"), ("ratio", "ratio", ".2f"),
+               ("over direct %", "over_direct_pct", ".0f"), ("critical s", "critical_s", ".1f"),
+               ("beyond %", "beyond_pct", ".0f"), ("docker start s", "docker_start_s", ".1f"),
+               ("rest s", "rest_s", ".1f"), ("slowest s", "slowest_s", ".1f"), ("sum s", "sum_s", ".1f")]
+    print("run " + " ".join(f"{title:>{len(title)}}" for title, _, _ in columns))
     runs = []
     for run in range(1, options.runs + 1):
         try:
@@ -274,15 +445,14 @@ def main() -> int:
             print(f"run {run} failed: {exc}", file=sys.stderr)
             return 1
         runs.append(figures)
-        print(f"{run:>3} {figures['total_s']:8.1f} {figures['critical_s']:11.1f} {figures['beyond_s']:9.1f} "
-              f"{figures['beyond_pct']:8.0f}% {figures['docker_start_s']:15.1f} {figures['rest_s']:7.1f} "
-              f"{figures['slowest_s']:10.1f} "
-              f"{figures['sum_s']:7.1f}")
+        print(f"{run:>3} " + " ".join(f"{figures[key]:>{len(title)}{form}}" for title, key, form in columns))
         if options.details:
             _print_details(timings, chain, began)
     if len(runs) > 1:
+        keys = ("total_s", "direct_s", "over_direct_pct", "critical_s", "beyond_pct")
         print("spread: " + ", ".join(f"{key} {min(run[key] for run in runs):.1f}-{max(run[key] for run in runs):.1f}"
-                                     for key in ("total_s", "critical_s", "beyond_pct")))
+                                     for key in keys))
+        print("median: " + ", ".join(f"{key} {statistics.median(run[key] for run in runs):.1f}" for key in keys))
     print("critical path of the last run: " + " -> ".join(chain))
     print(json.dumps({"services": options.services, "runs": [{key: round(value, 2) for key, value in figures.items()}
                                                             for figures in runs]}))
