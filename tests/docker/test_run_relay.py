@@ -257,3 +257,17 @@ def _version() -> str:
     from unicity_infra import __version__
 
     return __version__
+
+
+def test_run_with_missing_image_creates_nothing(stack: RelayStack) -> None:
+    client = docker.from_env(version="auto")
+
+    result = stack.run_relay("--image", "unicity-infra-test/missing:1")
+
+    assert result.returncode != 0
+    assert "image 'unicity-infra-test/missing:1' not found locally; nothing was created" in result.stderr
+    assert "unicity-infra images build relay" in result.stderr
+    stack_filter = {"label": f"org.unicity.infra.stack={stack.name}"}
+    assert client.volumes.list(filters=stack_filter) == []
+    assert client.networks.list(filters=stack_filter) == []
+    assert client.containers.list(all=True, filters=stack_filter) == []

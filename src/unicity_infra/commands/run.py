@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from unicity_infra.engine.apply import apply_plan
 from unicity_infra.engine.docker import DockerEngine
+from unicity_infra.errors import ImageNotFoundError
 from unicity_infra.paths import state_dir
 from unicity_infra.probes.report import Report, render_json, render_text
 from unicity_infra.progress import SILENT, Progress
@@ -140,6 +141,13 @@ def run_service(
     result = RunResult(container=settings.container_name, image=settings.image, endpoint=_endpoint_for(settings, stack))
 
     progress.stage(f"Checking image {settings.image}")
+    # The aggregator checks all its images at once before it changes anything (prepare_aggregator_run).
+    if settings.service != "aggregator" and not engine.image_exists(settings.image):
+        raise ImageNotFoundError(
+            settings.image,
+            f"nothing was created. Build it with 'unicity-infra images build {settings.service}' (add --offline "
+            "when no registry is reachable), or pass --image IMAGE",
+        )
     labels = engine.image_labels(settings.image)
     if labels.get("org.unicity.infra.offline") == "true":
         stands_in = UPSTREAM_IMAGES.get(settings.service, UPSTREAM_IMAGES["ssl-manager"])
