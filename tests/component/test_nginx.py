@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -111,6 +112,19 @@ def test_install_config_accepts_issued_certificate(site: NginxSite, tmp_path: Pa
     install_config(NGINX, site, render_tls_config(site, certificate))
 
     assert f"ssl_certificate {certificate.cert_file};" in site.conf_file.read_text()
+
+
+def test_install_config_rejects_certificate_of_other_key(site: NginxSite, tmp_path: Path) -> None:
+    certificate = issue_self_signed((DOMAIN,), tmp_path / "one")
+    other = issue_self_signed((DOMAIN,), tmp_path / "other")
+    install_config(NGINX, site, render_http_config(site))
+    mismatched = replace(certificate, key_file=other.key_file)
+
+    with pytest.raises(ReloadError) as caught:
+        install_config(NGINX, site, render_tls_config(site, mismatched))
+
+    assert "key values mismatch" in str(caught.value)
+    assert caught.value.exit_code == 14
 
 
 def test_http_config_proxies_websocket_upgrade(

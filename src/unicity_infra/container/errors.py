@@ -9,6 +9,8 @@ SupervisorError              base; the entrypoint logs the message and exits wit
 
 The codes follow ssl-manager's: 0 ok, 1 missing tool or proxy not listening,
 10 domain unreachable, 11 certificate, 12 TLS self-test, 13 registration, 14 reload.
+Code 12 is kept for that numbering but never used: a certificate that does not
+match its key fails nginx's configuration test, which exits 14.
 """
 
 from __future__ import annotations
