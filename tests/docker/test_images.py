@@ -283,8 +283,14 @@ REGISTRY_PASSWORD = uuid.uuid4().hex
 
 @dataclass(frozen=True)
 class CleanBuild:
-    """Images built by the CLI run from a fresh clone of the repository's HEAD."""
+    """Images built by the CLI run from a fresh clone of the repository's HEAD.
 
+    The clone gets two commits: one that changes the setup script every image
+    copies (REVISION, at COMMIT_TIME), then one that changes only the README,
+    so the images' commit is not HEAD.
+    """
+
+    clone: Path
     revision: str
     commit_time: int
     document: dict[str, Any]
@@ -305,6 +311,16 @@ def _git_output(directory: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
 
 
+def _commit(clone: Path, path: str, appended: str, *, date: str) -> None:
+    """Append APPENDED to PATH in CLONE and commit it at DATE."""
+    with (clone / path).open("a", encoding="utf-8") as handle:
+        handle.write(appended)
+    identity = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org", "GIT_AUTHOR_DATE": date,
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org", "GIT_COMMITTER_DATE": date}
+    subprocess.run(["git", "commit", "--quiet", "-m", f"Change {path}", "--", path], cwd=clone,
+                   env={**os.environ, **identity}, check=True, timeout=60)
+
+
 def _remove_repository_images(client: docker.DockerClient, prefix: str) -> None:
     for image in client.images.list():
         for ref in image.tags:
@@ -321,6 +337,11 @@ def clean_build(
 ) -> Iterator[CleanBuild]:
     clone = tmp_path_factory.mktemp("clean-checkout") / "unicity-infra"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120)
+    _commit(clone, "src/unicity_infra/engine/recipes/images/image-setup.sh", "# changed by test_images.py\n",
+            date="2024-01-02T03:04:05Z")
+    revision = _git_output(clone, "rev-parse", "HEAD")
+    commit_time = int(_git_output(clone, "show", "-s", "--format=%ct", "HEAD"))
+    _commit(clone, "README.md", "\nA line only the test clone has.\n", date="2024-02-03T04:05:06Z")
     faucet_upstream = build_faucet_standin()
 
     result = _run_cli(
@@ -329,11 +350,7 @@ def clean_build(
     )
     try:
         assert result.returncode == 0, result.stderr
-        yield CleanBuild(
-            revision=_git_output(clone, "rev-parse", "HEAD"),
-            commit_time=int(_git_output(clone, "show", "-s", "--format=%ct", "HEAD")),
-            document=json.loads(result.stdout),
-        )
+        yield CleanBuild(clone=clone, revision=revision, commit_time=commit_time, document=json.loads(result.stdout))
     finally:
         _remove_repository_images(docker_client, CLEAN_REPOSITORY + "/")
 
@@ -366,6 +383,29 @@ def test_clean_build_oci_labels(docker_client: docker.DockerClient, clean_build:
     assert labels["org.opencontainers.image.licenses"] == "MIT"
     assert labels["org.opencontainers.image.source"] == "https://github.com/unicitynetwork/unicity-infra"
     assert labels["org.opencontainers.image.title"] == f"unicity-infra {CLEAN_SERVICES[service]}"
+
+
+def test_clean_build_labels_last_commit_of_image_files(clean_build: CleanBuild) -> None:
+    head = _git_output(clean_build.clone, "rev-parse", "HEAD")
+
+    assert clean_build.revision != head
+    assert clean_build.commit_time == 1704164645  # 2024-01-02T03:04:05Z, not the README commit's time
+
+
+def test_docs_only_commit_keeps_images(docker_client: docker.DockerClient, clean_build: CleanBuild) -> None:
+    names = [f"{CLEAN_REPOSITORY}/{image}:0.1.0" for image in CLEAN_SERVICES.values()]
+    before = [docker_client.images.get(name).id for name in names]
+    _commit(clean_build.clone, "README.md", "\nAnother line.\n", date="2024-03-04T05:06:07Z")
+
+    result = _run_cli(
+        ["images", "build", *CLEAN_SERVICES, "--offline", "--repository", CLEAN_REPOSITORY],
+        source=clean_build.clone / "src", cwd=clean_build.clone.parent,
+        env={"UNICITY_INFRA_FAUCET_IMAGE": build_faucet_standin()},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert [docker_client.images.get(name).id for name in names] == before
+    assert result.stderr.count("is up to date") == len(names)
 
 
 @pytest.mark.parametrize(

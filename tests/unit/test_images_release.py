@@ -297,6 +297,38 @@ def test_read_checkout_changed_paths(checkout: Path) -> None:
     assert result.changed_paths == {"container/tls.py", "container/new.py", "container/old.py", "container/renamed.py"}
 
 
+def test_read_checkout_image_commit_skips_later_commits(checkout: Path) -> None:
+    image_commit = _git(checkout, "rev-parse", "HEAD")
+    (checkout.parent.parent / "README.md").write_text("docs only\n")
+    _git(checkout, "commit", "-q", "-am", "docs")
+    (checkout / "__init__.py").write_text("# other package file\n")
+    _git(checkout, "commit", "-q", "-am", "package, not the image's files")
+
+    result = provenance.read_checkout(checkout)
+    prov = _provenance(checkout=result)
+
+    assert result is not None
+    assert result.revision != image_commit
+    assert prov.revision_for(["container/tls.py"]) == image_commit
+    assert prov.revision_for(["container/tls.py", "__init__.py"]) == result.revision
+
+
+def test_checkout_without_lookup_uses_head() -> None:
+    checkout = SourceCheckout(revision=SHA, commit_time=COMMIT_TIME, last_change=lambda paths: None)
+
+    assert checkout.commit_for(CONTEXT) == (SHA, COMMIT_TIME)
+
+
+def test_labels_use_commit_of_image_files() -> None:
+    older = "0" * 39 + "1"
+    checkout = SourceCheckout(revision=SHA, commit_time=COMMIT_TIME, last_change=lambda paths: (older, 86_400))
+
+    labels = _labels(_provenance(checkout=checkout))
+
+    assert labels["org.opencontainers.image.revision"] == older
+    assert labels["org.opencontainers.image.created"] == "1970-01-02T00:00:00Z"
+
+
 def test_read_checkout_untracked_package_is_none(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
     package = tmp_path / "venv" / "site-packages" / "pkg"

@@ -569,8 +569,9 @@ def _note_provenance(provenance: Provenance, *, progress: Progress) -> None:
             f"{provenance.version} only, without a sha- tag, and their revision label is empty"
         )
     else:
-        progress.note(f"git commit {provenance.checkout.revision}")
-    if not provenance.created:
+        progress.note(f"git commit {provenance.checkout.revision}; each image is labelled with the last commit "
+                      "that changed the files it copies")
+    if not provenance.created_for(()):
         progress.note("the created label is empty: set SOURCE_DATE_EPOCH to the release time to fill it")
 
 

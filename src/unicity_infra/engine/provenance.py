@@ -6,6 +6,7 @@ computes. Nothing here needs the Docker Engine.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -92,7 +93,19 @@ def read_checkout(directory: Path) -> SourceCheckout | None:
         revision=revision,
         commit_time=int(commit_time),
         changed_paths=frozenset(_changed_paths(status, prefix)),
+        last_change=functools.partial(_last_change, directory),
     )
+
+
+def _last_change(directory: Path, paths: tuple[str, ...]) -> tuple[str, int] | None:
+    """Return the sha and commit time of the last commit that changed any of PATHS (relative to DIRECTORY)."""
+    if not paths:
+        return None
+    output = _git(directory, "log", "-1", "--format=%H %ct", "--", *paths)
+    if not output:
+        return None
+    sha, _, commit_time = output.partition(" ")
+    return (sha, int(commit_time)) if commit_time.isdigit() else None
 
 
 def _changed_paths(status: str, prefix: str) -> list[str]:

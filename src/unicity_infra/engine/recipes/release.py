@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from unicity_infra.errors import SettingsError
 from unicity_infra.settings import UPSTREAM_IMAGES
@@ -94,10 +94,22 @@ class SourceCheckout:
     revision: str
     commit_time: int
     changed_paths: frozenset[str] = frozenset()
+    # Looks up the last commit (sha, commit time) that changed any of the given
+    # paths, or returns None when git cannot tell.
+    last_change: Callable[[tuple[str, ...]], tuple[str, int] | None] | None = field(default=None, compare=False)
 
     @property
     def short_revision(self) -> str:
         return self.revision[:SHORT_SHA_LENGTH]
+
+    def commit_for(self, paths: Iterable[str]) -> tuple[str, int]:
+        """Return the sha and commit time of the last commit that changed PATHS, or HEAD's when unknown.
+
+        An image labelled with that commit stays the same across later commits
+        that do not touch its files, so it is not rebuilt for them.
+        """
+        found = self.last_change(tuple(sorted(paths))) if self.last_change is not None else None
+        return found or (self.revision, self.commit_time)
 
 
 @dataclass(frozen=True)
@@ -121,18 +133,17 @@ class Provenance:
         return sorted(set(context_paths) & self.checkout.changed_paths)
 
     def revision_for(self, context_paths: Iterable[str]) -> str | None:
-        """Return the full commit sha when every file in CONTEXT_PATHS is committed, else None."""
+        """Return the full sha of the last commit that changed CONTEXT_PATHS when they are all committed, else None."""
         if self.checkout is None or self.uncommitted(context_paths):
             return None
-        return self.checkout.revision
+        return self.checkout.commit_for(context_paths)[0]
 
-    @property
-    def created(self) -> str:
-        """Return the image creation time for the labels: SOURCE_DATE_EPOCH, else the commit time, else ""."""
+    def created_for(self, context_paths: Iterable[str]) -> str:
+        """Return the creation time for the labels: SOURCE_DATE_EPOCH, else the time of CONTEXT_PATHS' commit, else ""."""
         if self.source_date_epoch is not None:
             return rfc3339_utc(self.source_date_epoch)
         if self.checkout is not None:
-            return rfc3339_utc(self.checkout.commit_time)
+            return rfc3339_utc(self.checkout.commit_for(context_paths)[1])
         return ""
 
 
@@ -150,6 +161,7 @@ def wrapper_tags(
 ) -> list[str]:
     """Return the tags of SERVICE's image: ``<version>``, then ``sha-<short sha>`` when its files are committed.
 
+    The sha is that of the last commit that changed a file the image copies.
     The sha tag is left out when the package is not imported from a git
     checkout (an installed wheel) and when a file the image copies has
     uncommitted changes, so that a sha tag always names exactly that commit.
@@ -185,7 +197,7 @@ def wrapper_labels(
         f"{OCI}.description": description,
         f"{OCI}.version": provenance.version,
         f"{OCI}.revision": provenance.revision_for(context_paths) or "",
-        f"{OCI}.created": provenance.created,
+        f"{OCI}.created": provenance.created_for(context_paths),
         f"{OCI}.source": provenance.source_url,
         f"{OCI}.url": provenance.source_url,
         f"{OCI}.documentation": provenance.documentation_url,
