@@ -36,6 +36,7 @@ from unicity_infra.settings import (
     SERVICES,
     build_run_settings,
     parse_docker_name,
+    parse_timeout,
     service_wrapper,
 )
 from unicity_infra.stack.plan import default_container_name
@@ -246,6 +247,7 @@ def run(context: Context, service: str, haproxy_api_key: str | None, timeout_s: 
       unicity-infra run aggregator --no-haproxy
       unicity-infra run aggregator --domain aggregator.example.org --ssl-email ops@example.org
     """
+    timeout_s = parse_timeout(timeout_s)
     aggregator = _aggregator_settings(service, options, network_id=network_id, image_overrides=image_overrides,
                                       fresh=fresh)
     options["container_name"] = options["container_name"] or default_container_name(

@@ -31,6 +31,7 @@ __all__ = [
     "parse_domain_list",
     "parse_email",
     "parse_port",
+    "parse_timeout",
     "parse_extra_ports",
     "parse_container_name",
     "parse_docker_name",
@@ -271,6 +272,13 @@ def parse_port(value: str | int, *, option: str) -> int:
     if not 1 <= port <= 65535:
         raise SettingsError(option, value, "expected a port number from 1 to 65535")
     return port
+
+
+def parse_timeout(value: float, *, option: str = "--timeout") -> float:
+    """Return VALUE as a number of seconds above 0."""
+    if not value > 0:  # also rejects NaN
+        raise SettingsError(option, value, "expected a number of seconds above 0")
+    return value
 
 
 def parse_extra_ports(value: str, *, option: str = "--extra-ports") -> tuple[ExtraPort, ...]:

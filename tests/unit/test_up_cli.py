@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from unicity_infra import cli as cli_module
 from unicity_infra.commands import up as up_module
 from unicity_infra.commands.up import UpSettings, _run_options
+from unicity_infra.errors import SettingsError
 from unicity_infra.settings import build_run_settings
 
 
@@ -97,6 +99,12 @@ BAD_UP_INPUTS = [
       "--faucet-domain", "f.example.org"], "--aggregator-domain", "the relay gets this host name too (from --relay-domain)"),
     (["--mode", "local-edge", "--aggregator-domain", "relay.unicity.localhost"], "--aggregator-domain",
      "the relay gets this host name too"),
+    (["--relay-port", "7000", "--aggregator-port", "7000"], "--aggregator-port",
+     "the relay already uses this port (--relay-port)"),
+    (["--faucet-port", "7777"], "--faucet-port", "the relay already uses this port (--relay-port)"),
+    (["--timeout", "-1"], "--timeout", "expected a number of seconds above 0"),
+    (["--timeout", "0"], "--timeout", "expected a number of seconds above 0"),
+    (["--mode", "local-edge", "--relay-port", "http"], "--relay-port", "expected a port number"),
 ]
 
 
@@ -156,4 +164,60 @@ def test_missing_key_file_exits_2(captured: dict[str, object], capsys: pytest.Ca
 
     assert exit_info.value.code == 2
     assert "--haproxy-api-key-file" in capsys.readouterr().err
+    assert "engine_created" not in captured
+
+
+def test_same_port_for_unselected_service_is_accepted(captured: dict[str, object]) -> None:
+    settings = up_settings(captured, "relay", "aggregator", "--faucet-port", "7777")
+
+    assert settings.ports == {"relay": 7777, "aggregator": 3000, "faucet": 7777}
+
+
+def test_same_port_outside_direct_mode_is_accepted(captured: dict[str, object]) -> None:
+    settings = up_settings(captured, "--mode", "local-edge", "--relay-port", "3000")
+
+    assert settings.mode == "local-edge"
+
+
+class PortsEngine:
+    """The one engine call the port check makes: the stack's own published ports."""
+
+    def __init__(self, ours: set[int]) -> None:
+        self.ours = ours
+
+    def published_ports(self, *, stack: str) -> set[int]:
+        return self.ours
+
+
+def test_port_held_by_other_program_is_rejected() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        planned = {"relay": build_run_settings("relay", no_haproxy=True, publish=f"127.0.0.1:{port}")}
+
+        with pytest.raises(SettingsError) as caught:
+            up_module._check_ports(PortsEngine(set()), planned, stack="s")  # type: ignore[arg-type]
+
+    assert caught.value.option == "--relay-port"
+    assert f"127.0.0.1:{port} is not free" in str(caught.value)
+    assert "Nothing was started" in str(caught.value)
+
+
+def test_port_held_by_own_container_is_accepted() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        planned = {"relay": build_run_settings("relay", no_haproxy=True, publish=f"127.0.0.1:{port}")}
+
+        up_module._check_ports(PortsEngine({port}), planned, stack="s")  # type: ignore[arg-type]
+
+
+def test_run_bad_timeout_exits_2(captured: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["run", "relay", "--no-haproxy", "--timeout", "0"])
+
+    assert exit_info.value.code == 2
+    assert "invalid value for --timeout: 0.0; expected a number of seconds above 0" in capsys.readouterr().err
     assert "engine_created" not in captured

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -167,6 +168,7 @@ def bring_up(engine: DockerEngine, settings: UpSettings, *, stack: str, progress
 
     planned = {service: service_settings(settings, service, stack=stack, edge=edge) for service in services}
     _check_images(engine, planned)
+    _check_ports(engine, planned, stack=stack)
 
     runs = _run_services(engine, planned, stack=stack, timeout_s=settings.timeout_s, progress=progress)
 
@@ -318,6 +320,33 @@ def _check_images(engine: DockerEngine, planned: dict[str, RunSettings]) -> None
         "point at others with --image-override KEY=IMAGE (UNICITY_INFRA_IMAGE_OVERRIDES). Without a registry, "
         "'eval \"$(bash scripts/standin-images.sh)\"' sets up the test stand-ins"
     )
+
+
+def _check_ports(engine: DockerEngine, planned: dict[str, RunSettings], *, stack: str) -> None:
+    """Raise SettingsError for a host port a service would publish that another program holds, before anything starts.
+
+    Ports the stack's own running containers publish are left out: their
+    containers keep them or free them when they are recreated.
+    """
+    ours = engine.published_ports(stack=stack)
+    for service, run_settings in planned.items():
+        if not run_settings.publish:
+            continue
+        address = run_settings.publish
+        if address.port in ours:
+            continue
+        host = address.host.strip("[]")
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # Sockets in TIME_WAIT do not stop Docker from publishing the port, so they must not fail the check.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, address.port))
+            except OSError as exc:
+                raise SettingsError(
+                    f"--{service}-port", address.port,
+                    f"{address} is not free ({exc.strerror}); stop the program that holds it or pick another "
+                    "port. Nothing was started",
+                ) from None
 
 
 def _faucet_identity(endpoint: str, *, edge: EdgeLink | None, timeout_s: float, progress: Progress) -> dict[str, str]:

@@ -71,7 +71,7 @@ def register(cli: click.Group) -> None:
               --aggregator-domain gateway.example.org --faucet-domain faucet.example.org
         """
         from unicity_infra.commands.up import UpSettings, bring_up, order_services
-        from unicity_infra.settings import parse_email, parse_port, parse_readable_file
+        from unicity_infra.settings import parse_email, parse_readable_file, parse_timeout
         from unicity_infra.terminal import TerminalProgress
 
         suffix = parse_domain(f"x.{domain_suffix}", option="--domain-suffix")[2:]
@@ -84,13 +84,12 @@ def register(cli: click.Group) -> None:
             services=services,
             domain_suffix=suffix,
             domains=domains,
-            ports={"relay": parse_port(relay_port, option="--relay-port"),
-                   "aggregator": parse_port(aggregator_port, option="--aggregator-port"),
-                   "faucet": parse_port(faucet_port, option="--faucet-port")},
+            ports=parse_service_ports(order_services(services) if mode == "direct" else (), relay=relay_port,
+                                      aggregator=aggregator_port, faucet=faucet_port),
             ssl_email=parse_email(ssl_email) if ssl_email else None,
             haproxy_api_key_file=str(parse_readable_file(haproxy_api_key_file, option="--haproxy-api-key-file"))
             if haproxy_api_key_file else None,
-            timeout_s=timeout_s,
+            timeout_s=parse_timeout(timeout_s),
             image_overrides=tuple(item for value in image_overrides for item in value.split()),
         )
         progress = context.progress(json_output=json_output)
@@ -141,6 +140,20 @@ def register(cli: click.Group) -> None:
 
         variables = harness_variables(read_endpoints(context.engine(), stack=context.stack))
         sys.stdout.write(render_variables(variables, output_format=output_format))
+
+
+def parse_service_ports(distinct: tuple[str, ...], **ports_by_service: str) -> dict[str, int]:
+    """Validate the host port given per service (keyword = service); the DISTINCT services must not share one."""
+    from unicity_infra.settings import parse_port
+
+    ports = {service: parse_port(port, option=f"--{service}-port") for service, port in ports_by_service.items()}
+    owners: dict[int, str] = {}
+    for service in distinct:
+        other = owners.setdefault(ports[service], service)
+        if other != service:
+            raise SettingsError(f"--{service}-port", ports[service],
+                                f"the {other} already uses this port (--{other}-port); give each service its own port")
+    return ports
 
 
 def parse_service_domains(**domains_by_service: str | None) -> dict[str, str]:

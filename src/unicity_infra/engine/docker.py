@@ -509,6 +509,12 @@ class DockerEngine:
             )
         return sorted(found, key=lambda info: info.name)
 
+    def published_ports(self, *, stack: str) -> set[int]:
+        """Return the host ports that STACK's running containers publish."""
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_STACK}={stack}"], "status": "running"}
+        return {port["PublicPort"] for summary in self.api.containers(filters=filters)
+                for port in summary.get("Ports") or [] if port.get("PublicPort")}
+
     def list_volumes(self, *, stack: str | None = None, service: str | None = None,
                      role: str | None = None) -> list[str]:
         filters = [f"{LABEL_MANAGED}=true"]
