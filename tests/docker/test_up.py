@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.fixtures.pebble import free_port
@@ -83,6 +85,8 @@ def test_up_env_variables_point_at_running_services(stack: UpStack) -> None:
     variables = stack.variables()
 
     assert document["ok"] is True
+    assert document["services"]["relay"]["container"] == f"unicity-{stack.name}-relay"
+    assert document["services"]["aggregator"]["container"] == f"unicity-{stack.name}-aggregator-proxy"
     assert variables["SPHERE_NOSTR_RELAYS"] == f"ws://127.0.0.1:{stack.relay_port}"
     assert variables["SPHERE_AGGREGATOR_URL"] == f"http://127.0.0.1:{stack.aggregator_port}"
     assert variables["SPHERE_TRUSTBASE_URL"].endswith("/.well-known/trust-base.json")
@@ -107,6 +111,21 @@ def test_up_after_down_keeps_trust_base(stack: UpStack) -> None:
     second = stack.up_json()["services"]["aggregator"]["trust_base"]["sha256"]
 
     assert second == first
+
+
+def test_up_with_port_in_use_starts_nothing(stack: UpStack) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", stack.relay_port))
+        holder.listen()
+
+        result = stack.up()
+
+    assert result.returncode == 2
+    assert f"invalid value for --relay-port: {stack.relay_port}; 127.0.0.1:{stack.relay_port} is not free" in result.stderr
+    stack_filter = {"label": f"org.unicity.infra.stack={stack.name}"}
+    client = docker.from_env(version="auto")
+    assert client.containers.list(all=True, filters=stack_filter) == []
+    assert client.volumes.list(filters=stack_filter) == []
 
 
 def test_env_refuses_stopped_stack(stack: UpStack) -> None:

@@ -186,6 +186,8 @@ def run_service(
             result.notes.append(note)
             progress.note(note)
     plan = plan_for(settings, stack)
+    # The last container is the one clients reach; for the aggregator stack that is its proxy.
+    result.container = plan.containers[-1].name
     if settings.service == "aggregator":
         from unicity_infra.commands.aggregator import prepare_aggregator_run
 
