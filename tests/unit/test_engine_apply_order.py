@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Self
@@ -38,6 +39,12 @@ class FakeEngine:
     existing: dict[str, ContainerInfo] = field(default_factory=dict)
     fails: str | None = None
     journal: list[str] = field(default_factory=list)
+    # A start call of a key returns only once the value's start call was made, or after 5 s.
+    waits_for_start: dict[str, str] = field(default_factory=dict)
+    met_while_starting: list[str] = field(default_factory=list)
+    # A key becomes ready no sooner than the value's start call was made.
+    ready_after_start: dict[str, str] = field(default_factory=dict)
+    _started: threading.Condition = field(default_factory=threading.Condition)
 
     def ensure_network(self, spec: object, **_: object) -> None:
         return None
@@ -55,7 +62,12 @@ class FakeEngine:
         return _NoEvents()
 
     def create_and_start(self, spec: ContainerSpec, **_: object) -> None:
-        self.journal.append(f"start {spec.name}")
+        other = self.waits_for_start.get(spec.name)
+        with self._started:
+            if other is not None and self._started.wait_for(lambda: f"start {other}" in self.journal, timeout=5.0):
+                self.met_while_starting.append(spec.name)
+            self.journal.append(f"start {spec.name}")
+            self._started.notify_all()
 
     def track(self, name: str, condition: Condition) -> Readiness:
         return Readiness(name, condition, restarts_at_start=0, started=time.monotonic())
@@ -65,6 +77,11 @@ class FakeEngine:
             raise ContainerFailedError(readiness.name, "exited with status 1", exit_status=1, log_tail=["boom"])
         self.looks[readiness.name] -= 1
         if self.looks[readiness.name] > 0:
+            return False
+        other = self.ready_after_start.get(readiness.name)
+        if other is not None and f"start {other}" not in self.journal:
+            if readiness.elapsed_s > timeout_s:
+                raise ContainerFailedError(readiness.name, f"not ready within {timeout_s:g} s", exit_status=None)
             return False
         self.journal.append(f"ready {readiness.name}")
         return True
@@ -84,10 +101,14 @@ def _aggregator_like_plan() -> StackPlan:
 
 
 def test_apply_plan_starts_independent_containers_together() -> None:
-    engine = FakeEngine(looks={"genesis": 3, "root": 1, "mongo": 5, "aggregator": 1})
+    # genesis's start call lasts until mongo's has begun, which happens only when they run side by side.
+    # mongo stays unready until root started, so root must not wait for it (a broken order times out).
+    engine = FakeEngine(looks={"genesis": 3, "root": 1, "mongo": 5, "aggregator": 1},
+                        waits_for_start={"genesis": "mongo"}, ready_after_start={"mongo": "root"})
 
-    result = apply_plan(engine, _aggregator_like_plan())  # type: ignore[arg-type]
+    result = apply_plan(engine, _aggregator_like_plan(), timeout_s=5.0)  # type: ignore[arg-type]
 
+    assert engine.met_while_starting == ["genesis"]
     assert set(engine.journal[:2]) == {"start genesis", "start mongo"}
     assert engine.journal.index("start root") > engine.journal.index("ready genesis")
     assert engine.journal.index("start root") < engine.journal.index("ready mongo")
