@@ -67,6 +67,7 @@ def test_down_wipe_removes_trust_base(host_files: dict[str, Path]) -> None:
 
     assert not host_files["trust_base"].exists()
     assert not host_files["endpoints"].exists()
+    assert not host_files["endpoints"].parent.exists()
     assert host_files["certificate"].is_file()
     assert host_files["other_stack"].is_file()
 

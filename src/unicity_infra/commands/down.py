@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from unicity_infra.engine.docker import DockerEngine
@@ -107,4 +108,6 @@ def _remove_host_files(*, stack: str, services: list[str], containers: list[str]
         if path.is_file():
             path.unlink()
             removed.append(str(path))
+    with contextlib.suppress(OSError):  # the stack's record directory, unless something else is in it
+        state_file(stack).parent.rmdir()
     return removed
