@@ -126,7 +126,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command(epilog=EXIT_CODES_HELP)
     @click.option("--format", "output_format", type=click.Choice(FORMATS), default="shell", show_default=True,
-                  help="dotenv (KEY=value), shell (export KEY='value') or json.")
+                  help="dotenv (KEY=value), shell (export KEY=value, quoted where the shell needs it) or json.")
     @pass_context
     def env(context: Context, output_format: str) -> None:
         """Print the variables the SDK's e2e suites and the faucet read, for the running stack.
