@@ -19,8 +19,9 @@ class ListingEngine:
         return 1, ""
 
 
-def _container(name: str, state: str, health: str | None, exit_code: int | None) -> ContainerInfo:
-    return ContainerInfo(name=name, service="aggregator", stack="s", image="img", state=state, health=health,
+def _container(name: str, state: str, health: str | None, exit_code: int | None, *,
+               service: str = "aggregator") -> ContainerInfo:
+    return ContainerInfo(name=name, service=service, stack="s", image="img", state=state, health=health,
                          labels={}, exit_code=exit_code)
 
 
@@ -41,3 +42,18 @@ def test_running_container_keeps_health() -> None:
 
     assert row["health"] == "healthy"
     assert row["exit_code"] is None
+
+
+def test_rows_grouped_by_service_in_start_order() -> None:
+    engine = ListingEngine([
+        _container("unicity-s-aggregator", "running", "healthy", None),
+        _container("unicity-s-edge", "running", "healthy", None, service="edge"),
+        _container("unicity-s-faucet", "running", "healthy", None, service="faucet"),
+        _container("unicity-s-mongodb", "running", "healthy", None),
+        _container("unicity-s-relay", "running", "healthy", None, service="relay"),
+    ])
+
+    rows = collect_status(engine, stack="s")
+
+    assert [row["container"] for row in rows] == ["unicity-s-relay", "unicity-s-aggregator", "unicity-s-mongodb",
+                                                  "unicity-s-faucet", "unicity-s-edge"]

@@ -37,9 +37,13 @@ def read_supervisor_health(engine: DockerEngine, container: str) -> dict | None:
 
 
 def collect_status(engine: DockerEngine, *, stack: str) -> list[dict[str, object]]:
-    """Return one row per container of STACK, with stable keys for ``--json``."""
+    """Return one row per container of STACK, grouped by service, with stable keys for ``--json``."""
     rows = []
-    for info in engine.list_containers(stack=stack):
+    # Grouped by service in start order (relay, aggregator, faucet, then any other), by name inside a service.
+    order = {service: rank for rank, service in enumerate(("relay", "aggregator", "faucet"))}
+    listed = sorted(engine.list_containers(stack=stack), key=lambda info: (order.get(info.service, len(order)),
+                                                                           info.service, info.name))
+    for info in listed:
         running = info.state == "running"
         health = read_supervisor_health(engine, info.name) if running else None
         rows.append({
