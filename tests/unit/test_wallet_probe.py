@@ -510,6 +510,21 @@ def test_recorded_stack_stopped_fails(state_home: Path, monkeypatch: pytest.Monk
 
     assert code == 1
     assert "containers recorded by 'up' are not running: unicity-t-relay" in err
+    assert "run 'unicity-infra --stack t up relay --relay-port 1' again" in err
+
+
+def test_recorded_whole_stack_hint_keeps_ports(state_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(Context, "engine", lambda self: FakeEngine([]))
+    record_stack(state_home, "default", {
+        "mode": "direct", "relay_url": "ws://127.0.0.1:7777", "aggregator_url": "http://127.0.0.1:23000",
+        "faucet_url": "http://127.0.0.1:7780",
+    }, ["unicity-relay"])
+
+    code, _, err = run_cli(capsys, "probe")
+
+    assert code == 1
+    assert "run 'unicity-infra up --aggregator-port 23000' again" in err
 
 
 def test_recorded_local_edge_through_edge(state_home: Path, tls: SimpleNamespace,

@@ -443,5 +443,22 @@ def read_endpoints(engine: DockerEngine, *, stack: str) -> StackEndpoints:
     missing = [name for name in document["containers"] if name not in running]
     if missing:
         raise InfraError(f"containers recorded by 'up' are not running: {', '.join(missing)}; "
-                         f"run '{_command(stack)} up' again")
+                         f"run '{_up_again(stack, document['endpoints'])}' again")
     return StackEndpoints(**document["endpoints"])
+
+
+def _up_again(stack: str, recorded: dict[str, object]) -> str:
+    """Return the 'up' command that brings back the services and direct-mode ports of a RECORDED stack."""
+    services = [service for service in SERVICE_ORDER if recorded.get(f"{service}_url")]
+    parts = [_command(stack), "up", *(services if len(services) < len(SERVICE_ORDER) else [])]
+    mode = str(recorded.get("mode") or "direct")
+    if mode != "direct":
+        parts += ["--mode", mode]
+        if mode == "production":
+            parts.append("…")  # the domains and e-mail are not recorded
+        return " ".join(parts)
+    for service in services:
+        port = urlsplit(str(recorded[f"{service}_url"])).port
+        if port is not None and port != DIRECT_PORTS[service]:
+            parts += [f"--{service}-port", str(port)]
+    return " ".join(parts)
