@@ -119,7 +119,10 @@ def test_events_survive_down_and_wipe_removes_them(stack: RelayStack) -> None:
     kept = fetch_events(stack.url, [{"ids": ids}], connect=stack.connect, ca_file=cert)
     assert len(kept) == 100
 
-    assert stack.cli("down", "--wipe").returncode == 0
+    wipe = stack.cli("down", "--wipe")
+    assert wipe.returncode == 0
+    assert (f"kept 1 certificate volume(s): unicity-{stack.name}-relay-letsencrypt; add --wipe-certificates"
+            in wipe.stderr)
     assert stack.run_relay().returncode == 0
     wiped = fetch_events(stack.url, [{"ids": ids}], connect=stack.connect, ca_file=cert)
     assert wiped == []
