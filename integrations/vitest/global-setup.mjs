@@ -69,7 +69,7 @@ export async function setup() {
   const extra = (process.env.E2E_UNICITY_INFRA_UP_ARGS || "").split(/\s+/).filter(Boolean);
   started = { services, wipe };
   try {
-    if (wipe) await cli(["down", "--wipe"]);
+    if (wipe) await cli(["down", "--wipe", "--yes"]);
     await cli(["up", ...services, "--json", ...extra]);
     const { stdout } = await cli(["env", "--format", "json"]);
     Object.assign(process.env, JSON.parse(stdout));
@@ -77,7 +77,7 @@ export async function setup() {
     // Leave nothing running that this setup started; report the CLI's message,
     // which names the failed service and shows its last log lines.
     started = null;
-    await cli(["down", ...(wipe ? ["--wipe"] : [])]).catch(() => {});
+    await cli(["down", ...(wipe ? ["--wipe", "--yes"] : [])]).catch(() => {});
     throw error;
   }
 }
@@ -86,5 +86,5 @@ export async function teardown() {
   if (!started) return;
   const { wipe } = started;
   started = null;
-  await cli(["down", ...(wipe ? ["--wipe"] : [])]);
+  await cli(["down", ...(wipe ? ["--wipe", "--yes"] : [])]);
 }

@@ -1,6 +1,6 @@
 // node --test for global-setup.mjs against the real unicity-infra CLI and Docker.
-// Only the relay is started (E2E_LOCAL_INFRA_NO_FAUCET=1), on a free loopback port,
-// in a stack of its own that is removed at the end.
+// Most tests start only the relay (E2E_LOCAL_INFRA_NO_FAUCET=1), on a free loopback port,
+// in a stack of its own that is removed at the end; one starts the whole stack.
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -122,6 +122,23 @@ test("wipe starts empty and removes the volumes at teardown", async () => {
   await teardown();
 
   assert.equal((await volumes()).some((name) => name.endsWith("-relay-data")), false);
+});
+
+// Needs images for the aggregator's components; the Python runner passes the test stand-ins in
+// UNICITY_INFRA_IMAGE_OVERRIDES.
+test("wipe with the aggregator removes its genesis without a terminal to confirm on", {
+  skip: !process.env.UNICITY_INFRA_IMAGE_OVERRIDES && "UNICITY_INFRA_IMAGE_OVERRIDES is not set",
+}, async () => {
+  const [relay, aggregator, faucet] = [await freePort(), await freePort(), await freePort()];
+  resetEnv({ E2E_LOCAL_AGGREGATOR: "1", E2E_LOCAL_INFRA_WIPE: "1",
+    E2E_UNICITY_INFRA_UP_ARGS: `--relay-port ${relay} --aggregator-port ${aggregator} --faucet-port ${faucet}` });
+
+  await setup();
+  assert.ok((await volumes()).some((name) => name.endsWith("-aggregator-genesis")));
+  await teardown();
+
+  assert.equal((await volumes()).some((name) => name.endsWith("-aggregator-genesis")), false);
+  assert.deepEqual(await containers(), []);
 });
 
 test("nothing happens without E2E_LOCAL_INFRA or E2E_LOCAL_AGGREGATOR", async () => {

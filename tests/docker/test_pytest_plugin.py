@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from tests.fixtures.pebble import free_port
+from tests.fixtures.standins import build_aggregator_standins
 
 pytestmark = pytest.mark.docker
 
@@ -55,6 +56,50 @@ def test_unicity_stack_fixture_boots_and_tears_down(
 
     result.assert_outcomes(passed=2)
     assert json.loads(status.stdout)["containers"] == []
+
+
+WHOLE_STACK_SUITE = '''
+import os
+
+def test_whole_stack_variables(unicity_stack):
+    assert unicity_stack.started_here
+    assert os.environ["SPHERE_AGGREGATOR_URL"].startswith("http://127.0.0.1:")
+    assert os.environ["E2E_LOCAL_FAUCET_PUBKEY"]
+'''
+
+
+def test_unicity_stack_fixture_wipes_whole_stack(
+    relay_image: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = f"plugin-{uuid.uuid4().hex[:8]}"
+    images = build_aggregator_standins()
+    monkeypatch.setenv("UNICITY_INFRA_IMAGE_OVERRIDES",
+                       " ".join(f"{key}={images[key]}" for key in ("bft-core", "mongo", "aggregator-go", "curl")))
+    monkeypatch.setenv("UNICITY_INFRA_STACK", stack)
+    monkeypatch.setenv("E2E_LOCAL_AGGREGATOR", "1")
+    monkeypatch.setenv("E2E_LOCAL_INFRA_WIPE", "1")
+    monkeypatch.setenv("E2E_UNICITY_INFRA_UP_ARGS", f"--relay-port {free_port()} --aggregator-port {free_port()} "
+                                                    f"--faucet-port {free_port()}")
+    for key in ("E2E_LOCAL_INFRA", "E2E_LOCAL_INFRA_NO_FAUCET", "SPHERE_NOSTR_RELAYS", "E2E_LOCAL_FAUCET_PUBKEY",
+                "SPHERE_AGGREGATOR_URL"):
+        monkeypatch.delenv(key, raising=False)
+    pytester.makepyfile(test_stack=WHOLE_STACK_SUITE)
+
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=org.unicity.infra.stack={stack}",
+                                  "--filter", "label=org.unicity.infra.role=genesis"],
+                                 capture_output=True, text=True, check=True)
+        status = subprocess.run(["unicity-infra", "--stack", stack, "status", "--json"],
+                                capture_output=True, text=True, check=True)
+    finally:
+        subprocess.run(["unicity-infra", "--stack", stack, "down", "--wipe", "--wipe-certificates", "--yes"],
+                       capture_output=True, check=False)
+
+    result.assert_outcomes(passed=1)
+    # Teardown removed the genesis without a terminal to confirm on: E2E_LOCAL_INFRA_WIPE=1 is the confirmation.
+    assert json.loads(status.stdout)["containers"] == []
+    assert volumes.stdout.split() == []
 
 
 def test_unicity_stack_fixture_skips_without_switch(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,7 +71,7 @@ def wanted_services(env: dict[str, str]) -> list[str]:
 
 def _cli(stack: str, *arguments: str) -> str:
     executable = shutil.which("unicity-infra")
-    command = [executable] if executable else [sys.executable, "-m", "unicity_infra.cli"]
+    command = [executable] if executable else [sys.executable, "-m", "unicity_infra"]
     result = subprocess.run([*command, "--stack", stack, *arguments], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"unicity-infra {' '.join(arguments)} failed (exit {result.returncode}):\n"
@@ -93,10 +93,11 @@ def unicity_stack() -> Iterator[UnicityStack]:
         return
 
     wipe = env.get("E2E_LOCAL_INFRA_WIPE") == "1"
-    down = ["down", "--wipe"] if wipe else ["down"]
+    # E2E_LOCAL_INFRA_WIPE=1 is the confirmation that an aggregator genesis may go; there is no terminal to ask on.
+    down = ["down", "--wipe", "--yes"] if wipe else ["down"]
     try:
         if wipe:
-            _cli(stack, "down", "--wipe")
+            _cli(stack, *down)
         _cli(stack, "up", *services, "--json", *shlex.split(env.get("E2E_UNICITY_INFRA_UP_ARGS", "")))
         variables = json.loads(_cli(stack, "env", "--format", "json"))
     except RuntimeError:
