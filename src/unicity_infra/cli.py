@@ -663,7 +663,3 @@ def _register_command_modules() -> None:
 
 
 _register_command_modules()
-
-
-if __name__ == "__main__":
-    main()
