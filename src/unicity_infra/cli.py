@@ -47,6 +47,8 @@ __all__ = ["main", "cli"]
 
 logger = logging.getLogger(__name__)
 
+# Images for the aggregator's components, "KEY=IMAGE KEY=IMAGE ...", as --image-override takes them.
+IMAGE_OVERRIDES_ENV = "UNICITY_INFRA_IMAGE_OVERRIDES"
 EXIT_CODES_HELP = "Exit codes: 0 success, 1 an operation or check failed, 2 invalid usage or settings, 130 interrupted."
 
 
@@ -225,9 +227,10 @@ def _run_options(function):  # noqa: ANN001, ANN201 - click decorator plumbing
 @_run_options
 @click.option("--network-id", metavar="ID", help="Aggregator only: BFT network id of a new genesis.  [default: 3]")
 @click.option("--image-override", "image_overrides", multiple=True, metavar="KEY=IMAGE",
-              envvar="UNICITY_INFRA_IMAGE_OVERRIDES",
+              envvar=IMAGE_OVERRIDES_ENV,
               help="Aggregator only: run IMAGE for KEY (bft-core, mongo, aggregator-go, curl, genesis-tools, "
-                   "aggregator-proxy); repeatable, or space-separated in UNICITY_INFRA_IMAGE_OVERRIDES.")
+                   "aggregator-proxy); repeatable, or space-separated in UNICITY_INFRA_IMAGE_OVERRIDES. A flag replaces the "
+                   "variable's entry for its KEY only.")
 @click.option("--fresh", is_flag=True,
               help="Aggregator only: remove the genesis and MongoDB volumes first, so a new chain starts. Asks first.")
 @click.option("--yes", is_flag=True, help="Remove the volumes --fresh names without asking; required without a terminal.")
@@ -279,6 +282,22 @@ def run(context: Context, service: str, haproxy_api_key: str | None, timeout_s: 
         raise SystemExit(1)
 
 
+def image_override_items(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the KEY=IMAGE items of --image-override VALUES, merged per key with UNICITY_INFRA_IMAGE_OVERRIDES.
+
+    click lets flags replace the variable as a whole. Here a key given on the
+    command line replaces only the variable's entry for that key, so one flag
+    after 'eval "$(bash scripts/standin-images.sh)"' keeps the other stand-ins.
+    """
+    items = tuple(item for value in values for item in value.split())
+    if click.get_current_context().get_parameter_source("image_overrides") is not ParameterSource.COMMANDLINE:
+        return items
+    typed = {item.partition("=")[0] for item in items}
+    inherited = tuple(item for item in os.environ.get(IMAGE_OVERRIDES_ENV, "").split()
+                      if item.partition("=")[0] not in typed)
+    return inherited + items
+
+
 def _aggregator_settings(service: str, options: dict[str, object], *, network_id: str | None,
                          image_overrides: tuple[str, ...], fresh: bool):  # noqa: ANN202 - AggregatorSettings | None
     """Validate the aggregator-only options; reject them for other services."""
@@ -295,7 +314,8 @@ def _aggregator_settings(service: str, options: dict[str, object], *, network_id
     if options["container_name"]:
         raise SettingsError("--container-name", options["container_name"],
                             "the aggregator stack names its containers after the stack; choose another --stack")
-    aggregator = build_aggregator_settings(network_id=network_id, image_overrides=image_overrides, fresh=fresh)
+    aggregator = build_aggregator_settings(network_id=network_id, image_overrides=image_override_items(image_overrides),
+                                           fresh=fresh)
     if options["image"] and "aggregator-proxy" in aggregator.image_overrides:
         raise SettingsError("--image", options["image"], "--image-override aggregator-proxy=... sets it too; drop one of them")
     return aggregator

@@ -70,6 +70,44 @@ def test_environment_wins_over_file(captured: dict[str, object], tmp_path: Path,
     assert settings.image_overrides == ("mongo=mongo:8",)
 
 
+def test_override_flag_replaces_only_its_key(captured: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNICITY_INFRA_IMAGE_OVERRIDES", "mongo=mongo:8 curl=curl:1 bft-core=bft:2")
+
+    run_up("up", "--image-override", "mongo=mongo:9", "--image-override", "aggregator-go=go:3")
+
+    settings = captured["settings"]
+    assert isinstance(settings, UpSettings)
+    assert settings.image_overrides == ("curl=curl:1", "bft-core=bft:2", "mongo=mongo:9", "aggregator-go=go:3")
+
+
+def test_run_aggregator_override_flag_replaces_only_its_key(captured: dict[str, object],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from unicity_infra.commands import run as run_module
+
+    def record_run(engine: object, settings: object, **options: object) -> object:
+        captured["run_settings"] = settings
+        raise SystemExit(0)
+
+    monkeypatch.setattr(run_module, "run_service", record_run)
+    monkeypatch.setenv("UNICITY_INFRA_IMAGE_OVERRIDES", "mongo=mongo:8 curl=curl:1")
+
+    with pytest.raises(SystemExit):
+        run_up("run", "aggregator", "--no-haproxy", "--image-override", "mongo=mongo:9")
+
+    overrides = captured["run_settings"].aggregator.image_overrides  # type: ignore[attr-defined]
+    assert overrides == {"curl": "curl:1", "mongo": "mongo:9"}
+
+
+def test_override_flag_with_file_ignores_file(captured: dict[str, object], tmp_path: Path) -> None:
+    write(tmp_path / "unicity-infra.toml", '[up]\nimage-override = ["mongo=mongo:7", "curl=curl:7"]\n')
+
+    run_up("up", "--image-override", "mongo=mongo:9")
+
+    settings = captured["settings"]
+    assert isinstance(settings, UpSettings)
+    assert settings.image_overrides == ("mongo=mongo:9",)
+
+
 def test_flag_wins_over_environment_and_file(captured: dict[str, object], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path / "unicity-infra.toml", 'stack = "from-file"\n')

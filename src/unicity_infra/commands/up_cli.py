@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def register(cli: click.Group) -> None:
-    from unicity_infra.cli import EXIT_CODES_HELP, Context, pass_context
+    from unicity_infra.cli import EXIT_CODES_HELP, IMAGE_OVERRIDES_ENV, Context, image_override_items, pass_context
     from unicity_infra.commands.up import DEFAULT_DOMAIN_SUFFIX, MODES
     from unicity_infra.harness.env import FORMATS
 
@@ -41,9 +41,10 @@ def register(cli: click.Group) -> None:
     @click.option("--faucet-port", default="7780", show_default=True,
                   help="Host port of the faucet's discovery document in direct mode.")
     @click.option("--image-override", "image_overrides", multiple=True, metavar="KEY=IMAGE",
-                  envvar="UNICITY_INFRA_IMAGE_OVERRIDES",
+                  envvar=IMAGE_OVERRIDES_ENV,
                   help="Run IMAGE for an aggregator component KEY (bft-core, mongo, aggregator-go, curl, "
-                       "genesis-tools, aggregator-proxy); repeatable.")
+                       "genesis-tools, aggregator-proxy); repeatable, or space-separated in "
+                       "UNICITY_INFRA_IMAGE_OVERRIDES. A flag replaces the variable's entry for its KEY only.")
     @click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True,
                   help="Seconds to wait for each service to become healthy.")
     @click.option("--fresh", is_flag=True,
@@ -90,7 +91,7 @@ def register(cli: click.Group) -> None:
             haproxy_api_key_file=str(parse_readable_file(haproxy_api_key_file, option="--haproxy-api-key-file"))
             if haproxy_api_key_file else None,
             timeout_s=parse_timeout(timeout_s),
-            image_overrides=tuple(item for value in image_overrides for item in value.split()),
+            image_overrides=image_override_items(image_overrides),
         )
         progress = context.progress(json_output=json_output)
         engine = context.engine()
