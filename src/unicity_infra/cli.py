@@ -419,11 +419,11 @@ def down(context: Context, services: tuple[str, ...], wipe: bool, wipe_certifica
                         wipe=wipe, wipe_certificates=wipe_certificates, progress=progress)
     _print_removed(context, removed, json_output=json_output)
     if wipe and not wipe_certificates and not json_output:
-        kept = plan_wipe(context.engine(), stack=context.stack, services=list(services), wipe=False,
-                         wipe_certificates=True).get("certificates", [])
-        if kept:
-            context.err.print(f"kept {len(kept)} certificate volume(s): {', '.join(kept)}; add --wipe-certificates "
-                              "to remove them too", markup=False)
+        certificate_volumes = plan_wipe(context.engine(), stack=context.stack, services=list(services), wipe=False,
+                                        wipe_certificates=True).get("certificates", [])
+        if certificate_volumes:
+            context.err.print(f"kept {len(certificate_volumes)} certificate volume(s): {', '.join(certificate_volumes)}; "
+                              "add --wipe-certificates to remove them too", markup=False)
 
 
 def _print_removed(context: Context, removed: dict[str, list[str]], *, json_output: bool) -> None:
