@@ -40,8 +40,10 @@ def read_supervisor_health(engine: DockerEngine, container: str) -> dict | None:
 def collect_status(engine: DockerEngine, *, stack: str) -> list[dict[str, object]]:
     """Return one row per container of STACK, grouped by service, with stable keys for ``--json``."""
     rows = []
+    from unicity_infra.commands.up import SERVICE_ORDER
+
     # Grouped by service in start order (relay, aggregator, faucet, then any other), by name inside a service.
-    order = {service: rank for rank, service in enumerate(("relay", "aggregator", "faucet"))}
+    order = {service: rank for rank, service in enumerate(SERVICE_ORDER)}
     listed = sorted(engine.list_containers(stack=stack), key=lambda info: (order.get(info.service, len(order)),
                                                                            info.service, info.name))
     # One exec per running container, each about 0.1 s, so they run side by side.

@@ -219,7 +219,7 @@ def _run_services(engine: DockerEngine, planned: dict[str, RunSettings], *, stac
                 engine, service, run_settings, stack=stack, timeout_s=timeout_s,
                 progress=_ServiceProgress(progress, service, lock), runner=runner,
                 before_apply=lambda: _await_ready(service, needed)),
-            name=f"up-{service}",
+            service=service,
         )
         runners[service].start()
     for runner in runners.values():
@@ -234,7 +234,7 @@ def _await_ready(service: str, needed: list[_ServiceRunner]) -> None:
     """Wait until every NEEDED service has its containers ready, and raise InfraError when one of them failed."""
     for runner in needed:
         runner.started.wait()
-    failed = [runner.name.removeprefix("up-") for runner in needed if runner.error is not None]
+    failed = [runner.service for runner in needed if runner.error is not None]
     if failed:
         # _run_services raises the needed service's own error, which comes first in start order.
         raise InfraError(f"service {service} not started: {', '.join(failed)} failed")
@@ -248,8 +248,9 @@ class _ServiceRunner(threading.Thread):
     daemon thread, so an interrupted 'up' exits at once instead of waiting for it.
     """
 
-    def __init__(self, target: Callable[[_ServiceRunner], RunResult], *, name: str) -> None:
-        super().__init__(name=name, daemon=True)
+    def __init__(self, target: Callable[[_ServiceRunner], RunResult], *, service: str) -> None:
+        super().__init__(name=f"up-{service}", daemon=True)
+        self.service = service
         self._target_run = target
         self.containers_started = threading.Event()
         self.started = threading.Event()
