@@ -32,6 +32,24 @@ def test_variables_exported(unicity_stack):
 
 
 
+def _run_suite(pytester: pytest.Pytester, stack: str) -> tuple[pytest.RunResult, list[object], list[str]]:
+    """Run the suite in a pytest process; return its result and STACK's containers and genesis volumes afterwards.
+
+    The stack is removed at the end, certificates too, which the fixture's wipe keeps as 'down --wipe' does.
+    """
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        status = subprocess.run(["unicity-infra", "--stack", stack, "status", "--json"],
+                                capture_output=True, text=True, check=True)
+        volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=org.unicity.infra.stack={stack}",
+                                  "--filter", "label=org.unicity.infra.role=genesis"],
+                                 capture_output=True, text=True, check=True)
+    finally:
+        subprocess.run(["unicity-infra", "--stack", stack, "down", "--wipe", "--wipe-certificates", "--yes"],
+                       capture_output=True, check=False)
+    return result, json.loads(status.stdout)["containers"], volumes.stdout.split()
+
+
 def test_unicity_stack_fixture_boots_and_tears_down(
     relay_image: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -45,17 +63,10 @@ def test_unicity_stack_fixture_boots_and_tears_down(
         monkeypatch.delenv(key, raising=False)
     pytester.makepyfile(test_stack=SUITE)
 
-    try:
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-        status = subprocess.run(["unicity-infra", "--stack", stack, "status", "--json"],
-                                capture_output=True, text=True, check=True)
-    finally:
-        # The fixture's wipe keeps certificates, as 'down --wipe' does; drop them here.
-        subprocess.run(["unicity-infra", "--stack", stack, "down", "--wipe", "--wipe-certificates", "--yes"],
-                       capture_output=True, check=False)
+    result, containers, _ = _run_suite(pytester, stack)
 
     result.assert_outcomes(passed=2)
-    assert json.loads(status.stdout)["containers"] == []
+    assert containers == []
 
 
 WHOLE_STACK_SUITE = '''
@@ -85,21 +96,12 @@ def test_unicity_stack_fixture_wipes_whole_stack(
         monkeypatch.delenv(key, raising=False)
     pytester.makepyfile(test_stack=WHOLE_STACK_SUITE)
 
-    try:
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-        volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=org.unicity.infra.stack={stack}",
-                                  "--filter", "label=org.unicity.infra.role=genesis"],
-                                 capture_output=True, text=True, check=True)
-        status = subprocess.run(["unicity-infra", "--stack", stack, "status", "--json"],
-                                capture_output=True, text=True, check=True)
-    finally:
-        subprocess.run(["unicity-infra", "--stack", stack, "down", "--wipe", "--wipe-certificates", "--yes"],
-                       capture_output=True, check=False)
+    result, containers, genesis_volumes = _run_suite(pytester, stack)
 
     result.assert_outcomes(passed=1)
     # Teardown removed the genesis without a terminal to confirm on: E2E_LOCAL_INFRA_WIPE=1 is the confirmation.
-    assert json.loads(status.stdout)["containers"] == []
-    assert volumes.stdout.split() == []
+    assert containers == []
+    assert genesis_volumes == []
 
 
 def test_unicity_stack_fixture_skips_without_switch(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -189,29 +190,30 @@ class PortsEngine:
         return self.ours
 
 
-def test_port_held_by_other_program_is_rejected() -> None:
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port that a listening socket of the test holds."""
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        port = holder.getsockname()[1]
-        planned = {"relay": build_run_settings("relay", no_haproxy=True, publish=f"127.0.0.1:{port}")}
+        yield holder.getsockname()[1]
 
-        with pytest.raises(SettingsError) as caught:
-            up_module._check_ports(PortsEngine(set()), planned, stack="s")  # type: ignore[arg-type]
+
+def _relay_on(port: int) -> dict[str, object]:
+    return {"relay": build_run_settings("relay", no_haproxy=True, publish=f"127.0.0.1:{port}")}
+
+
+def test_port_held_by_other_program_is_rejected(held_port: int) -> None:
+    with pytest.raises(SettingsError) as caught:
+        up_module._check_ports(PortsEngine(set()), _relay_on(held_port), stack="s")  # type: ignore[arg-type]
 
     assert caught.value.option == "--relay-port"
-    assert f"127.0.0.1:{port} is not free" in str(caught.value)
+    assert f"127.0.0.1:{held_port} is not free" in str(caught.value)
     assert "Nothing was started" in str(caught.value)
 
 
-def test_port_held_by_own_container_is_accepted() -> None:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        planned = {"relay": build_run_settings("relay", no_haproxy=True, publish=f"127.0.0.1:{port}")}
-
-        up_module._check_ports(PortsEngine({port}), planned, stack="s")  # type: ignore[arg-type]
+def test_port_held_by_own_container_is_accepted(held_port: int) -> None:
+    up_module._check_ports(PortsEngine({held_port}), _relay_on(held_port), stack="s")  # type: ignore[arg-type]
 
 
 def test_run_bad_timeout_exits_2(captured: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
