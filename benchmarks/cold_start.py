@@ -289,7 +289,7 @@ class ReadyEvents(threading.Thread):
 
 def run_direct(client: docker.DockerClient, stack: str, replays: list[Replay], networks: list[dict],
                volumes: list[dict], *, timeout_s: float = 300.0) -> float:
-    """Create and start REPLAYS through the Docker API as early as their dependencies allow; return the seconds."""
+    """Create and start REPLAYS through the Docker API as early as their dependencies allow, and return the seconds."""
     events = ReadyEvents(client, stack, [replay.name for replay in replays])
     events.start()
     by_service: dict[str, list[Replay]] = {}
@@ -319,7 +319,7 @@ def run_direct(client: docker.DockerClient, stack: str, replays: list[Replay], n
             errors.append(f"{replay.name}: {exc}")
             for conditions in events.met.values():
                 for condition in conditions.values():
-                    condition.set()  # stop the others waiting
+                    condition.set()  # so the other threads stop waiting
             events.failed.setdefault(replay.name, str(exc))
 
     started = time.monotonic()
@@ -342,7 +342,7 @@ def run_direct(client: docker.DockerClient, stack: str, replays: list[Replay], n
 
 
 def remove_stack(client: docker.DockerClient, stack: str) -> None:
-    """Remove STACK's containers (with their anonymous volumes), volumes and networks; host files stay."""
+    """Remove STACK's containers (with their anonymous volumes), volumes and networks, and keep its host files."""
     stack_filter = {"label": f"{LABEL_STACK}={stack}"}
     for container in client.containers.list(all=True, filters=stack_filter):
         container.remove(force=True, v=True)

@@ -1,6 +1,6 @@
 // node --test for global-setup.mjs against the real unicity-infra CLI and Docker.
 // Most tests start only the relay (E2E_LOCAL_INFRA_NO_FAUCET=1), on a free loopback port,
-// in a stack of its own that is removed at the end; one starts the whole stack.
+// in a stack of its own that is removed at the end. One starts the whole stack.
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -124,7 +124,7 @@ test("wipe starts empty and removes the volumes at teardown", async () => {
   assert.equal((await volumes()).some((name) => name.endsWith("-relay-data")), false);
 });
 
-// Needs images for the aggregator's components; the Python runner passes the test stand-ins in
+// Needs images for the aggregator's components. The Python runner passes the test stand-ins in
 // UNICITY_INFRA_IMAGE_OVERRIDES.
 test("wipe with the aggregator removes its genesis without a terminal to confirm on", {
   skip: !process.env.UNICITY_INFRA_IMAGE_OVERRIDES && "UNICITY_INFRA_IMAGE_OVERRIDES is not set",

@@ -1,7 +1,7 @@
 """DockerEngine's container listing and file copy against the real Docker Engine.
 
 The listing reads health and exit codes from Docker's list summary instead of
-inspecting every container, so these tests hold it to what an inspection says.
+inspecting every container, so these tests compare it with what an inspection reports.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_listing_agrees_with_inspection(docker_client: docker.DockerClient, stac
     assert engine.list_containers(stack=stack, service="failed")[0].name == f"unicity-{stack}-failed"
 
 
-def test_copy_file_returns_content_and_modification_time(docker_client: docker.DockerClient, stack: str) -> None:
+def test_copy_file_content_and_time(docker_client: docker.DockerClient, stack: str) -> None:
     engine = DockerEngine(docker_client)
     container = _container(docker_client, stack, "files", "printf 'genesis\\n' > /tmp/trust-base.json; sleep 60")
     container.start()

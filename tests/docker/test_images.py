@@ -285,9 +285,9 @@ REGISTRY_PASSWORD = uuid.uuid4().hex
 class CleanBuild:
     """Images built by the CLI run from a fresh clone of the repository's HEAD.
 
-    The clone gets two commits: one that changes the setup script every image
-    copies (REVISION, at COMMIT_TIME), then one that changes only the README,
-    so the images' commit is not HEAD.
+    Before the build the clone gets two commits: one that changes the setup
+    script every image copies (REVISION, at COMMIT_TIME), then one that changes
+    only the README, so the images' commit is not HEAD.
     """
 
     clone: Path

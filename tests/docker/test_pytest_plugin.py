@@ -33,7 +33,7 @@ def test_variables_exported(unicity_stack):
 
 
 def _run_suite(pytester: pytest.Pytester, stack: str) -> tuple[pytest.RunResult, list[object], list[str]]:
-    """Run the suite in a pytest process; return its result and STACK's containers and genesis volumes afterwards.
+    """Run the suite in a pytest process and return its result and STACK's containers and genesis volumes afterwards.
 
     The stack is removed at the end, certificates too, which the fixture's wipe keeps as 'down --wipe' does.
     """

@@ -80,7 +80,7 @@ def test_override_flag_replaces_only_its_key(captured: dict[str, object], monkey
     assert settings.image_overrides == ("curl=curl:1", "bft-core=bft:2", "mongo=mongo:9", "aggregator-go=go:3")
 
 
-def test_run_aggregator_override_flag_replaces_only_its_key(captured: dict[str, object],
+def test_run_override_replaces_only_its_key(captured: dict[str, object],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from unicity_infra.commands import run as run_module
 

@@ -133,7 +133,7 @@ def run_service(
 ) -> RunResult:
     """Start SETTINGS.service, wait until healthy and probe it where it is reachable.
 
-    BEFORE_APPLY is called just before the plan is applied; an exception from
+    BEFORE_APPLY is called just before the plan is applied. An exception from
     it ends the run before any container of the plan is created.
     ON_CONTAINERS_STARTED is called once every container runs, before they are
     all ready, and ON_STARTED once they are ready, before the probes run.
@@ -186,7 +186,7 @@ def run_service(
             result.notes.append(note)
             progress.note(note)
     plan = plan_for(settings, stack)
-    # The last container is the one clients reach; for the aggregator stack that is its proxy.
+    # The last container is the one clients reach. For the aggregator stack that is its proxy.
     result.container = plan.containers[-1].name
     if settings.service == "aggregator":
         from unicity_infra.commands.aggregator import prepare_aggregator_run

@@ -244,8 +244,8 @@ class _ServiceRunner(threading.Thread):
     """Background run of one service.
 
     CONTAINERS_STARTED is set once every container of the service runs, and
-    STARTED once they are all ready; both are set when the run fails. It is a
-    daemon thread, so an interrupted 'up' exits at once instead of waiting for it.
+    STARTED once they are all ready. A failed run sets both. It is a daemon
+    thread, so an interrupted 'up' exits at once instead of waiting for it.
     """
 
     def __init__(self, target: Callable[[_ServiceRunner], RunResult], *, service: str) -> None:

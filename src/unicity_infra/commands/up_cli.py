@@ -144,7 +144,7 @@ def register(cli: click.Group) -> None:
 
 
 def parse_service_ports(distinct: tuple[str, ...], **ports_by_service: str) -> dict[str, int]:
-    """Validate the host port given per service (keyword = service); the DISTINCT services must not share one."""
+    """Validate the host port given per service (keyword = service) and check that the DISTINCT services share none."""
     from unicity_infra.settings import parse_port
 
     ports = {service: parse_port(port, option=f"--{service}-port") for service, port in ports_by_service.items()}
