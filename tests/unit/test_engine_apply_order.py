@@ -133,6 +133,29 @@ def test_apply_plan_unchanged_dependency_met() -> None:
     assert engine.journal[-2:] == ["start aggregator", "ready aggregator"]
 
 
+def test_all_started_before_last_ready() -> None:
+    engine = FakeEngine(looks={"genesis": 1, "root": 1, "mongo": 1, "aggregator": 1})
+
+    apply_plan(engine, _aggregator_like_plan(), on_all_started=lambda: engine.journal.append("all started"))  # type: ignore[arg-type]
+
+    assert engine.journal.count("all started") == 1
+    assert engine.journal.index("all started") > engine.journal.index("start aggregator")
+    assert engine.journal.index("all started") < engine.journal.index("ready aggregator")
+
+
+def test_all_started_when_nothing_changes() -> None:
+    engine = FakeEngine(looks={})
+    plan = StackPlan(containers=[_spec("mongo")], networks=[], volumes=[])
+    _, digest = _with_digest(plan.containers[0], "sha256:mongo")
+    engine.existing["mongo"] = ContainerInfo(name="mongo", service="aggregator", stack="s", image="sha256:mongo",
+                                             state="running", health="healthy",
+                                             labels={LABEL_SPEC_HASH: digest}, exit_code=None)
+
+    apply_plan(engine, plan, on_all_started=lambda: engine.journal.append("all started"))  # type: ignore[arg-type]
+
+    assert engine.journal == ["all started"]
+
+
 def test_apply_plan_stops_at_failed_dependency() -> None:
     engine = FakeEngine(looks={"genesis": 1, "root": 1, "mongo": 1, "aggregator": 1}, fails="genesis")
 
